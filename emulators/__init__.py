@@ -1,0 +1,26 @@
+"""Loopback emulators of the cloud services KANE talks to (Deepgram, OpenAI, Hume).
+
+Each is a small aiohttp server on 127.0.0.1 with settable latency and faults
+(``Behavior``), a control endpoint under ``/_emulator/``, and a record of what
+it received. Start one in-process (``async with OpenAIEmulator() as emu``) or all
+three as a subprocess (``python -m emulators``).
+"""
+
+from emulators.behavior import Behavior, Fault
+from emulators.deepgram import DeepgramEmulator
+from emulators.hume import HumeEmulator
+from emulators.openai import OpenAIEmulator
+from emulators.openai_chat import Reply, ToolCall
+from emulators.server import EmulatorServer, RecordedRequest
+
+__all__ = [
+    "Behavior",
+    "DeepgramEmulator",
+    "EmulatorServer",
+    "Fault",
+    "HumeEmulator",
+    "OpenAIEmulator",
+    "RecordedRequest",
+    "Reply",
+    "ToolCall",
+]

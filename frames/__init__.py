@@ -1,0 +1,1 @@
+"""KANE's own Pipecat frames."""

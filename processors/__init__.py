@@ -1,0 +1,1 @@
+"""KANE's own frame processors, the stages between speech to text and the language model."""

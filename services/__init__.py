@@ -1,0 +1,1 @@
+"""Factories for the speech, language and voice services, and the TTS failover."""

@@ -1,0 +1,195 @@
+"""The worker's HTTP API: GET /health and POST /connect."""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated
+
+import aiohttp
+from fastapi import Depends, FastAPI, Header, HTTPException, Request
+from fastapi.responses import JSONResponse
+from loguru import logger
+from pydantic import BaseModel, ConfigDict, Field
+
+from api.auth import Authenticator, AuthError, Caller
+from api.livekit_rooms import LiveKitRooms
+from api.sessions import AtCapacityError, SessionManager
+from settings import Settings
+from storage.database import Database
+
+RETRY_AFTER_S = 30
+
+
+class ConnectRequest(BaseModel):
+    """Body of POST /connect (may be empty for a JWT caller)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    user_id: str | None = Field(
+        default=None, min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._@:+-]+$"
+    )
+    app_version: str | None = Field(default=None, max_length=64)
+
+
+class ConnectResponse(BaseModel):
+    """What the phone needs to join its session's room."""
+
+    url: str
+    token: str
+    room: str
+    session_id: str
+
+
+@dataclass
+class Worker:
+    """What the API's handlers share."""
+
+    settings: Settings
+    version: str
+    database: Database
+    rooms: LiveKitRooms | None
+    sessions: SessionManager | None
+    authenticator: Authenticator
+
+
+def read_version() -> str:
+    """KANE's version, from pyproject.toml."""
+    pyproject = Path(__file__).resolve().parent.parent / "pyproject.toml"
+    with pyproject.open("rb") as f:
+        return str(tomllib.load(f)["project"]["version"])
+
+
+def create_app(settings: Settings) -> FastAPI:
+    """The HTTP API; the database, LiveKit client and session manager live in its lifespan.
+
+    Args:
+        settings: The worker's settings.
+    """
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        database_url = settings.database_url.get_secret_value() if settings.database_url else None
+        database = await Database.open(database_url, data_dir=settings.kane_data_dir / "postgres")
+        logger.info(f"Database: {database.describe()}")
+        async with aiohttp.ClientSession() as http:
+            rooms = sessions = None
+            if settings.livekit_configured:
+                assert settings.livekit_url and settings.livekit_api_key
+                assert settings.livekit_api_secret
+                rooms = LiveKitRooms(
+                    url=settings.livekit_url,
+                    api_key=settings.livekit_api_key,
+                    api_secret=settings.livekit_api_secret.get_secret_value(),
+                    http=http,
+                )
+                sessions = SessionManager(
+                    settings=settings, rooms=rooms, store=database.sessions, http=http
+                )
+            app.state.worker = Worker(
+                settings=settings,
+                version=read_version(),
+                database=database,
+                rooms=rooms,
+                sessions=sessions,
+                authenticator=Authenticator(settings),
+            )
+            try:
+                yield
+            finally:
+                logger.info("Worker stopping: no new sessions; ending the running ones")
+                if sessions:
+                    await sessions.shutdown()
+                if rooms:
+                    await rooms.close()
+                await database.close()
+
+    app = FastAPI(title="KANE worker", lifespan=lifespan)
+
+    def worker(request: Request) -> Worker:
+        return request.app.state.worker
+
+    def caller(request: Request, authorization: Annotated[str | None, Header()] = None) -> Caller:
+        try:
+            return worker(request).authenticator.authenticate(authorization)
+        except AuthError as e:
+            client = request.client.host if request.client else "?"
+            logger.info(f"/connect refused for {client}: {e}")
+            raise HTTPException(
+                status_code=401, detail=str(e), headers={"WWW-Authenticate": "Bearer"}
+            ) from e
+
+    @app.get("/health")
+    async def health(request: Request) -> JSONResponse:
+        w = worker(request)
+        database_ok = await w.database.ping()
+        livekit_ok = await w.rooms.reachable() if w.rooms else False
+        missing = w.settings.missing_keys()
+        sessions = w.sessions
+        body = {
+            "status": "ok" if database_ok and livekit_ok and not missing else "degraded",
+            "version": w.version,
+            "database": {"ok": database_ok, "engine": w.database.describe()},
+            "livekit": {"ok": livekit_ok, "url": w.settings.livekit_url},
+            "engines": w.settings.describe_engines(),
+            "missing": missing,
+            "sessions": {
+                "active": sessions.active if sessions else 0,
+                "max": w.settings.kane_max_sessions,
+                "draining": sessions.draining if sessions else False,
+                "recent_endings": [
+                    {"session_id": e.session_id, "reason": e.reason, "ended_at": e.ended_at}
+                    for e in (sessions.recent_endings if sessions else [])
+                ],
+            },
+        }
+        return JSONResponse(body, status_code=200 if database_ok else 503)
+
+    @app.post("/connect")
+    async def connect(
+        request: Request,
+        who: Annotated[Caller, Depends(caller)],
+        body: ConnectRequest | None = None,
+    ) -> ConnectResponse:
+        w = worker(request)
+        user_id = _user_for(who, body)
+        if w.sessions is None or w.rooms is None or w.settings.missing_keys():
+            missing = ", ".join(w.settings.missing_keys())
+            raise HTTPException(status_code=503, detail=f"sessions need: {missing}")
+        try:
+            grant = await w.sessions.start(user_id)
+        except AtCapacityError as e:
+            raise HTTPException(
+                status_code=503, detail=str(e), headers={"Retry-After": str(RETRY_AFTER_S)}
+            ) from e
+        except Exception as e:
+            logger.error(f"/connect: could not start a session: {type(e).__name__}: {e}")
+            raise HTTPException(status_code=502, detail="could not start a session") from e
+        return ConnectResponse(
+            url=w.settings.livekit_public_url or w.settings.livekit_url or "",
+            token=grant.token,
+            room=grant.room,
+            session_id=grant.session_id,
+        )
+
+    return app
+
+
+def _user_for(who: Caller, body: ConnectRequest | None) -> str:
+    """The session's user: the JWT's, or the one the trusted caller names."""
+    named = body.user_id if body else None
+    if who.user_id is not None:
+        if named is not None and named != who.user_id:
+            raise HTTPException(status_code=403, detail="user_id differs from the token's user")
+        return who.user_id
+    if named is not None:
+        return named
+    if who.method == "open":
+        return "dev-user"
+    raise HTTPException(
+        status_code=422,
+        detail=[{"loc": ["body", "user_id"], "msg": "required with the shared API token"}],
+    )

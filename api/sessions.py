@@ -1,0 +1,181 @@
+"""The worker's running sessions: start one per /connect, watch it, end them all on shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections import deque
+from dataclasses import dataclass, field
+
+import aiohttp
+from loguru import logger
+from pipecat.runner.types import LiveKitRunnerArguments
+
+from api.livekit_rooms import LiveKitRooms
+from bot import BotSession, create_session, run_session
+from settings import Settings
+from storage.sessions import SessionStore
+
+
+class AtCapacityError(Exception):
+    """The worker runs as many sessions as it may, or is shutting down."""
+
+
+@dataclass
+class Grant:
+    """What the phone needs to join its session."""
+
+    session_id: str
+    room: str
+    token: str
+
+
+@dataclass
+class LiveSession:
+    """A session this worker runs."""
+
+    session_id: str
+    user_id: str
+    room: str
+    started_at: float = field(default_factory=time.time)
+    bot: BotSession | None = None
+    task: asyncio.Task | None = None
+
+
+@dataclass(frozen=True)
+class Ending:
+    """How a recent session ended, for /health."""
+
+    session_id: str
+    reason: str
+    ended_at: float
+
+
+class SessionManager:
+    """Starts and tracks the bot sessions of this worker.
+
+    Each session gets a LiveKit room of its own, a token for the person, a database row and a
+    bot that runs as a task of this process. A session's end, for whatever reason, is logged,
+    recorded and kept in `recent_endings`; it never takes the worker down.
+    """
+
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        rooms: LiveKitRooms,
+        store: SessionStore,
+        http: aiohttp.ClientSession,
+    ):
+        """Create the manager.
+
+        Args:
+            settings: The worker's settings (session limit, engines, LiveKit URL).
+            rooms: Creates rooms and mints tokens.
+            store: Where sessions are recorded.
+            http: A shared HTTP session for the bots' services.
+        """
+        self._settings = settings
+        self._rooms = rooms
+        self._store = store
+        self._http = http
+        self._sessions: dict[str, LiveSession] = {}
+        self._draining = False
+        self.recent_endings: deque[Ending] = deque(maxlen=20)
+
+    @property
+    def active(self) -> int:
+        """How many sessions run now."""
+        return len(self._sessions)
+
+    @property
+    def draining(self) -> bool:
+        """Whether the worker has stopped taking sessions."""
+        return self._draining
+
+    async def start(self, user_id: str) -> Grant:
+        """Start a session for `user_id`: room, token, record, bot.
+
+        Args:
+            user_id: The person the session is for (their LiveKit identity).
+
+        Raises:
+            AtCapacityError: At the session limit, or shutting down.
+        """
+        if self._draining:
+            raise AtCapacityError("the worker is shutting down")
+        if self.active >= self._settings.kane_max_sessions:
+            raise AtCapacityError(f"the worker runs {self.active} sessions, its limit")
+        session_id = str(uuid.uuid4())
+        live = LiveSession(session_id=session_id, user_id=user_id, room=f"kane-{session_id}")
+        # Hold the slot before the first await, so concurrent requests can't overshoot.
+        self._sessions[session_id] = live
+        try:
+            await self._rooms.create_room(live.room)
+            await self._store.create_session(
+                session_id, user_id, live.room, self._settings.describe_engines()
+            )
+        except BaseException:
+            self._sessions.pop(session_id, None)
+            raise
+        runner_args = LiveKitRunnerArguments(
+            room_name=live.room,
+            url=self._settings.livekit_url or "",
+            token=self._rooms.bot_token(room=live.room),
+            body={"session_id": session_id, "user_id": user_id},
+        )
+        live.task = asyncio.create_task(self._run(live, runner_args), name=f"kane-{session_id}")
+        logger.info(f"{self}: session {session_id} started in room {live.room}")
+        return Grant(
+            session_id=session_id,
+            room=live.room,
+            token=self._rooms.user_token(room=live.room, identity=user_id),
+        )
+
+    async def _run(self, live: LiveSession, runner_args: LiveKitRunnerArguments) -> None:
+        reason = "the session ended"
+        try:
+            live.bot = create_session(runner_args, self._settings, self._http)
+            reason = await run_session(live.bot)
+        except asyncio.CancelledError:
+            reason = "the worker stopped the session"
+        except Exception as e:
+            reason = f"the bot failed: {type(e).__name__}: {e}"
+            logger.exception(f"{self}: session {live.session_id}: {reason}")
+        finally:
+            await self._finish(live, reason)
+
+    async def _finish(self, live: LiveSession, reason: str) -> None:
+        self._sessions.pop(live.session_id, None)
+        self.recent_endings.append(Ending(live.session_id, reason, time.time()))
+        logger.info(f"{self}: session {live.session_id} ended: {reason}")
+        try:
+            await self._store.end_session(live.session_id, reason)
+        except Exception as e:
+            logger.error(f"{self}: could not record the end of {live.session_id}: {e}")
+        try:
+            await self._rooms.delete_room(live.room)
+        except Exception as e:
+            logger.debug(f"{self}: room {live.room} not deleted: {e}")
+
+    async def shutdown(self, *, grace_s: float = 10.0) -> None:
+        """Stop taking sessions, end the running ones cleanly, then wait for them.
+
+        Args:
+            grace_s: How long sessions get to finish before they are cancelled.
+        """
+        self._draining = True
+        sessions = list(self._sessions.values())
+        if not sessions:
+            return
+        logger.info(f"{self}: ending {len(sessions)} sessions for shutdown")
+        for live in sessions:
+            if live.bot:
+                await live.bot.lifecycle.end("the worker is shutting down")
+        tasks = [live.task for live in sessions if live.task]
+        done, pending = await asyncio.wait(tasks, timeout=grace_s)
+        for task in pending:
+            task.cancel()
+        if pending:
+            await asyncio.wait(pending, timeout=5.0)

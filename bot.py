@@ -1,0 +1,150 @@
+"""KANE's bot: one Pipecat pipeline per session, joined to the person's LiveKit room.
+
+Read top to bottom: settings -> services -> KANE's stages -> pipeline -> event handlers -> run.
+The HTTP API (`api/`) calls `create_session` for each /connect; Pipecat's runner calls `bot`.
+"""
+
+from __future__ import annotations
+
+import datetime
+from dataclasses import dataclass
+
+import aiohttp
+from loguru import logger
+from pipecat.audio.vad.silero import SileroVADAnalyzer
+from pipecat.frames.frames import TTSSpeakFrame
+from pipecat.pipeline.pipeline import Pipeline
+from pipecat.pipeline.worker import PipelineParams, PipelineWorker, ProcessorUnusablePolicy
+from pipecat.processors.aggregators.llm_context import LLMContext
+from pipecat.processors.aggregators.llm_response_universal import LLMContextAggregatorPair
+from pipecat.processors.audio.vad_processor import VADProcessor
+from pipecat.processors.frame_processor import FrameProcessor
+from pipecat.runner.types import LiveKitRunnerArguments, RunnerArguments
+from pipecat.transports.livekit.transport import LiveKitParams, LiveKitTransport
+from pipecat.workers.runner import WorkerRunner
+
+import prompts
+from services.factory import build_llm, build_stt, build_tts
+from session.lifecycle import JoinDeadlines, SessionLifecycle
+from settings import Settings
+
+
+@dataclass
+class BotSession:
+    """A session's pipeline worker and the lifecycle that watches it."""
+
+    session_id: str
+    worker: PipelineWorker
+    lifecycle: SessionLifecycle
+
+
+def create_session(
+    runner_args: LiveKitRunnerArguments, settings: Settings, http: aiohttp.ClientSession
+) -> BotSession:
+    """Build the pipeline of one session.
+
+    Args:
+        runner_args: The room to join; ``body`` carries ``session_id`` and ``user_id``.
+        settings: The worker's settings.
+        http: A shared HTTP session for the services that want one.
+    """
+    body = runner_args.body or {}
+    session_id = str(body.get("session_id") or runner_args.session_id or runner_args.room_name)
+    user_identity = str(body.get("user_id", ""))
+
+    # Services
+    transport = LiveKitTransport(
+        url=runner_args.url,
+        token=runner_args.token,
+        room_name=runner_args.room_name,
+        params=LiveKitParams(audio_in_enabled=True, audio_out_enabled=True),
+    )
+    stt = build_stt(settings)
+    llm = build_llm(settings)
+    tts = build_tts(settings, http)
+
+    # KANE's own stages between STT and the LLM (quests, screen context, emotion) go here.
+    kane_stages: list[FrameProcessor] = []
+
+    context = LLMContext(
+        messages=[
+            {
+                "role": "system",
+                "content": prompts.render("system", today=datetime.date.today().isoformat()),
+            }
+        ]
+    )
+    user_aggregator, assistant_aggregator = LLMContextAggregatorPair(context)
+
+    # Pipeline
+    pipeline = Pipeline(
+        [
+            transport.input(),
+            VADProcessor(vad_analyzer=SileroVADAnalyzer()),
+            stt,
+            *kane_stages,
+            user_aggregator,
+            llm,
+            tts,
+            transport.output(),
+            assistant_aggregator,
+        ]
+    )
+    worker = PipelineWorker(
+        pipeline,
+        params=PipelineParams(enable_metrics=True, enable_usage_metrics=True),
+        conversation_id=session_id,
+        enable_rtvi=False,
+        processor_unusable_policy=ProcessorUnusablePolicy.END,
+    )
+
+    # Event handlers
+    lifecycle = SessionLifecycle(
+        worker=worker,
+        transport=transport,
+        user_identity=user_identity,
+        deadlines=JoinDeadlines(
+            bot_s=settings.kane_bot_join_timeout_s, user_s=settings.kane_user_join_timeout_s
+        ),
+    )
+
+    @transport.event_handler("on_first_participant_joined")
+    async def on_first_participant_joined(transport: LiveKitTransport, identity: str) -> None:
+        if settings.kane_greeting:
+            await worker.queue_frames([TTSSpeakFrame(settings.kane_greeting)])
+
+    return BotSession(session_id=session_id, worker=worker, lifecycle=lifecycle)
+
+
+async def run_session(session: BotSession, *, handle_sigint: bool = False) -> str:
+    """Run a session until it ends; returns why it ended.
+
+    Args:
+        session: The session made by `create_session`.
+        handle_sigint: Let Pipecat's runner end the session on Ctrl-C.
+    """
+    runner = WorkerRunner(handle_sigint=handle_sigint)
+    await runner.add_workers(session.worker)
+    session.lifecycle.start()
+    try:
+        await runner.run()
+    finally:
+        await session.lifecycle.close()
+    return session.lifecycle.end_reason or "the session ended"
+
+
+async def bot(runner_args: RunnerArguments) -> None:
+    """Pipecat's entry point: run one session in the LiveKit room of `runner_args`."""
+    if not isinstance(runner_args, LiveKitRunnerArguments):
+        raise TypeError(f"KANE's bot runs in LiveKit rooms, not {type(runner_args).__name__}")
+    settings = Settings()
+    async with aiohttp.ClientSession() as http:
+        session = create_session(runner_args, settings, http)
+        reason = await run_session(session, handle_sigint=runner_args.handle_sigint)
+    logger.info(f"Session {session.session_id} ended: {reason}")
+
+
+if __name__ == "__main__":
+    from pipecat.runner.run import main
+
+    main()

@@ -1,0 +1,102 @@
+"""Builds the speech, language and voice services a session uses, from the settings."""
+
+from __future__ import annotations
+
+import aiohttp
+from pipecat.services.deepgram.stt import DeepgramSTTService
+from pipecat.services.deepgram.tts import DeepgramHttpTTSService
+from pipecat.services.openai.llm import OpenAILLMService
+from pipecat.services.openai.tts import OpenAITTSService
+from pipecat.services.tts_service import TTSService
+
+from services.failover_tts import FailoverTTSParams, FailoverTTSService
+from services.hume_tts import HumeOctaveTTSService
+from settings import Settings
+
+
+class MissingKeyError(RuntimeError):
+    """A stage has no engine it can use because a key is missing."""
+
+
+def _secret(settings: Settings, engine: str) -> str:
+    value = {
+        "deepgram": settings.deepgram_api_key,
+        "openai": settings.openai_api_key,
+        "hume": settings.hume_api_key,
+    }[engine]
+    if value is None or not value.get_secret_value():
+        raise MissingKeyError(f"{engine} has no API key")
+    return value.get_secret_value()
+
+
+def build_stt(settings: Settings) -> DeepgramSTTService:
+    """Deepgram streaming speech to text, with interim results."""
+    return DeepgramSTTService(
+        api_key=_secret(settings, "deepgram"),
+        base_url=settings.deepgram_base_url,
+        settings=DeepgramSTTService.Settings(
+            model=settings.deepgram_model, interim_results=True, punctuate=True
+        ),
+    )
+
+
+def build_llm(settings: Settings) -> OpenAILLMService:
+    """OpenAI chat completions (or any server speaking their API at OPENAI_BASE_URL)."""
+    return OpenAILLMService(
+        api_key=_secret(settings, "openai"),
+        base_url=settings.openai_base_url,
+        settings=OpenAILLMService.Settings(model=settings.openai_model),
+    )
+
+
+def _build_one_tts(engine: str, settings: Settings, session: aiohttp.ClientSession) -> TTSService:
+    if engine == "openai":
+        return OpenAITTSService(
+            api_key=_secret(settings, "openai"),
+            base_url=settings.openai_base_url,
+            settings=OpenAITTSService.Settings(
+                model=settings.openai_tts_model, voice=settings.openai_tts_voice
+            ),
+        )
+    if engine == "deepgram":
+        return DeepgramHttpTTSService(
+            api_key=_secret(settings, "deepgram"),
+            aiohttp_session=session,
+            base_url=_http_url(settings.deepgram_base_url) or "https://api.deepgram.com",
+            settings=DeepgramHttpTTSService.Settings(voice=settings.deepgram_tts_voice),
+        )
+    if engine == "hume":
+        return HumeOctaveTTSService(
+            api_key=_secret(settings, "hume"),
+            base_url=settings.hume_base_url,
+            settings=HumeOctaveTTSService.Settings(voice=settings.hume_voice_id),
+        )
+    raise ValueError(f"unknown TTS engine {engine!r}")
+
+
+def _http_url(base_url: str) -> str:
+    """Deepgram's base URL as configured for STT (ws/wss or bare host), as http(s)."""
+    if not base_url:
+        return ""
+    for ws, http in (("wss://", "https://"), ("ws://", "http://")):
+        if base_url.startswith(ws):
+            return http + base_url[len(ws) :]
+    if base_url.startswith(("http://", "https://")):
+        return base_url
+    return f"https://{base_url}"
+
+
+def build_tts(settings: Settings, session: aiohttp.ClientSession) -> FailoverTTSService:
+    """The configured voices, in failover order; engines without a key are left out.
+
+    Args:
+        settings: The worker's settings (KANE_TTS gives the order).
+        session: A shared HTTP session for the services that want one.
+    """
+    engines = settings.usable_tts()
+    if not engines:
+        raise MissingKeyError("no TTS engine of KANE_TTS has a key")
+    return FailoverTTSService(
+        services=[(engine, _build_one_tts(engine, settings, session)) for engine in engines],
+        params=FailoverTTSParams(first_audio_timeout_s=settings.kane_tts_timeout_s),
+    )

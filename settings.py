@@ -1,0 +1,164 @@
+"""KANE's configuration: one pydantic-settings class read from the environment and `.env`.
+
+Every variable is listed, with a comment, in `.env.example`. Nothing here is read at import
+time: `Settings()` is built once, at start, by the worker.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+import platformdirs
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+TTSEngine = Literal["openai", "hume", "deepgram"]
+
+# Which key each cloud engine needs; the log names the missing ones in one message.
+ENGINE_KEYS: dict[str, str] = {
+    "deepgram": "DEEPGRAM_API_KEY",
+    "openai": "OPENAI_API_KEY",
+    "hume": "HUME_API_KEY",
+}
+
+
+def _default_tts() -> list[TTSEngine]:
+    # Hume ended its TTS API on 2026-11-13: it stays selectable, but is not a default.
+    return ["openai", "deepgram"]
+
+
+class Settings(BaseSettings):
+    """Everything the worker can be told from outside.
+
+    Attributes are read from environment variables of the same name (upper case) and from an
+    optional `.env` file in the working directory. Secrets are `SecretStr`, so they never
+    appear in a repr or a log line.
+    """
+
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", case_sensitive=False
+    )
+
+    # The worker
+    kane_env: Literal["development", "production"] = "production"
+    kane_host: str = "127.0.0.1"
+    port: int = Field(default=7860, ge=1, le=65535)
+    kane_max_sessions: int = Field(default=24, ge=1)
+    kane_log_level: str = "INFO"
+    kane_data_dir: Path = Field(default_factory=lambda: Path(platformdirs.user_data_dir("kane")))
+
+    # Who may ask for a session
+    kane_api_token: SecretStr | None = None
+    kane_jwt_secret: SecretStr | None = None
+    kane_jwt_audience: str | None = None
+
+    # LiveKit
+    livekit_url: str | None = None
+    livekit_public_url: str | None = None
+    livekit_api_key: str | None = None
+    livekit_api_secret: SecretStr | None = None
+    kane_bot_join_timeout_s: float = Field(default=10.0, gt=0)
+    kane_user_join_timeout_s: float = Field(default=60.0, gt=0)
+    kane_greeting: str = "Good morning! What's your main quest today?"
+
+    # Speech to text
+    deepgram_api_key: SecretStr | None = None
+    deepgram_base_url: str = ""
+    deepgram_model: str = "nova-3-general"
+
+    # Language model
+    openai_api_key: SecretStr | None = None
+    openai_base_url: str | None = None
+    openai_model: str = "gpt-4.1-mini"
+
+    # Text to speech: a comma-separated list is a failover order
+    kane_tts: Annotated[list[TTSEngine], NoDecode] = Field(default_factory=_default_tts)
+    kane_tts_timeout_s: float = Field(default=3.0, gt=0)
+    openai_tts_model: str = "gpt-4o-mini-tts"
+    openai_tts_voice: str = "sage"
+    deepgram_tts_voice: str = "aura-2-thalia-en"
+    hume_api_key: SecretStr | None = None
+    hume_base_url: str = "https://api.hume.ai"
+    hume_voice_id: str = "5bb7de05-c8fe-426a-8fcc-ba4fc4ce9f9c"
+
+    # Storage
+    database_url: SecretStr | None = None
+
+    @field_validator("kane_tts", mode="before")
+    @classmethod
+    def _split_tts_list(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip().lower() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("kane_tts")
+    @classmethod
+    def _tts_not_empty(cls, value: list[str]) -> list[str]:
+        if not value:
+            raise ValueError(
+                "KANE_TTS names no engine; give at least one of openai, hume, deepgram"
+            )
+        if len(set(value)) != len(value):
+            raise ValueError("KANE_TTS names an engine twice")
+        return value
+
+    @model_validator(mode="after")
+    def _livekit_complete(self) -> Settings:
+        livekit = [self.livekit_url, self.livekit_api_key, self.livekit_api_secret]
+        if any(livekit) and not all(livekit):
+            raise ValueError(
+                "LiveKit needs all of LIVEKIT_URL, LIVEKIT_API_KEY and LIVEKIT_API_SECRET"
+            )
+        return self
+
+    @property
+    def is_development(self) -> bool:
+        """Whether the worker runs for a developer (open /connect allowed)."""
+        return self.kane_env == "development"
+
+    @property
+    def livekit_configured(self) -> bool:
+        """Whether the worker can put bots into LiveKit rooms."""
+        return bool(self.livekit_url and self.livekit_api_key and self.livekit_api_secret)
+
+    def has_key(self, engine: str) -> bool:
+        """Whether the key a cloud engine needs is set.
+
+        Args:
+            engine: One of the names of `ENGINE_KEYS`.
+        """
+        secret = getattr(self, ENGINE_KEYS[engine].lower())
+        return secret is not None and bool(secret.get_secret_value())
+
+    def usable_tts(self) -> list[str]:
+        """The configured TTS engines whose keys are present, in failover order."""
+        return [engine for engine in self.kane_tts if self.has_key(engine)]
+
+    def missing_keys(self) -> list[str]:
+        """Names of the variables a session still needs, each with the stage that needs it."""
+        missing = []
+        if not self.has_key("deepgram"):
+            missing.append("DEEPGRAM_API_KEY (speech to text)")
+        if not self.has_key("openai"):
+            missing.append("OPENAI_API_KEY (language model)")
+        if not self.usable_tts():
+            needs = " or ".join(ENGINE_KEYS[engine] for engine in self.kane_tts)
+            missing.append(f"{needs} (text to speech)")
+        if not self.livekit_configured:
+            missing.append("LIVEKIT_URL, LIVEKIT_API_KEY, LIVEKIT_API_SECRET (transport)")
+        return missing
+
+    def describe_engines(self) -> dict[str, str]:
+        """Which engine each stage uses, for the start-up log and the session record."""
+        tts = " -> ".join(self.usable_tts()) or "none (no TTS key set)"
+        return {
+            "transport": f"LiveKit at {self.livekit_url}" if self.livekit_url else "none",
+            "vad": "Silero",
+            "stt": f"Deepgram {self.deepgram_model}"
+            + (f" at {self.deepgram_base_url}" if self.deepgram_base_url else ""),
+            "llm": f"OpenAI {self.openai_model}"
+            + (f" at {self.openai_base_url}" if self.openai_base_url else ""),
+            "tts": tts,
+            "database": "DATABASE_URL" if self.database_url else "embedded PostgreSQL",
+        }
