@@ -60,20 +60,16 @@ def create_session(
         params=LiveKitParams(audio_in_enabled=True, audio_out_enabled=True),
     )
     stt = build_stt(settings)
-    llm = build_llm(settings)
+    llm = build_llm(
+        settings,
+        system_instruction=prompts.render("system", today=datetime.date.today().isoformat()),
+    )
     tts = build_tts(settings, http)
 
     # KANE's own stages between STT and the LLM (quests, screen context, emotion) go here.
     kane_stages: list[FrameProcessor] = []
 
-    context = LLMContext(
-        messages=[
-            {
-                "role": "system",
-                "content": prompts.render("system", today=datetime.date.today().isoformat()),
-            }
-        ]
-    )
+    context = LLMContext()
     user_aggregator, assistant_aggregator = LLMContextAggregatorPair(context)
 
     # Pipeline

@@ -80,7 +80,7 @@ class Settings(BaseSettings):
     deepgram_tts_voice: str = "aura-2-thalia-en"
     hume_api_key: SecretStr | None = None
     hume_base_url: str = "https://api.hume.ai"
-    hume_voice_id: str = "5bb7de05-c8fe-426a-8fcc-ba4fc4ce9f9c"
+    hume_voice_id: str | None = None
 
     # Storage
     database_url: SecretStr | None = None
@@ -133,7 +133,11 @@ class Settings(BaseSettings):
 
     def usable_tts(self) -> list[str]:
         """The configured TTS engines whose keys are present, in failover order."""
-        return [engine for engine in self.kane_tts if self.has_key(engine)]
+        return [
+            engine
+            for engine in self.kane_tts
+            if self.has_key(engine) and (engine != "hume" or self.hume_voice_id)
+        ]
 
     def missing_keys(self) -> list[str]:
         """Names of the variables a session still needs, each with the stage that needs it."""
@@ -143,7 +147,10 @@ class Settings(BaseSettings):
         if not self.has_key("openai"):
             missing.append("OPENAI_API_KEY (language model)")
         if not self.usable_tts():
-            needs = " or ".join(ENGINE_KEYS[engine] for engine in self.kane_tts)
+            needs = " or ".join(
+                ENGINE_KEYS[engine] + (" with HUME_VOICE_ID" if engine == "hume" else "")
+                for engine in self.kane_tts
+            )
             missing.append(f"{needs} (text to speech)")
         if not self.livekit_configured:
             missing.append("LIVEKIT_URL, LIVEKIT_API_KEY, LIVEKIT_API_SECRET (transport)")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import sys
 
 import uvicorn
@@ -35,6 +36,9 @@ def main() -> int:
     if settings.is_development and not settings.kane_api_token and not settings.kane_jwt_secret:
         logger.warning("KANE_ENV=development and no credentials set: /connect is open")
 
+    # uvicorn shuts down gracefully on SIGTERM, then raises the signal again with the handler
+    # that was there before it; make that one a clean exit.
+    signal.signal(signal.SIGTERM, _exit_cleanly)
     uvicorn.run(
         create_app(settings),
         host=settings.kane_host,
@@ -43,6 +47,10 @@ def main() -> int:
         timeout_graceful_shutdown=15,
     )
     return 0
+
+
+def _exit_cleanly(signum: int, frame: object) -> None:
+    raise SystemExit(0)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,5 @@
 """The worker's HTTP API: GET /health and POST /connect."""
 
-from __future__ import annotations
-
 import tomllib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager

@@ -1,0 +1,1 @@
+"""A reference LiveKit client that joins a KANE room the way the iOS app does."""

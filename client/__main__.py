@@ -68,7 +68,7 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
         latency = await client.wait_for_bot_audio(args.timeout)
         if latency is not None:
             summary["voice_to_voice_ms"] = round(latency * 1000)
-            await client.wait_for_bot_silence(args.quiet_after, timeout=args.timeout)
+            await client.wait_for_bot_silence(args.quiet_after, timeout_s=args.timeout)
         if args.record:
             client.save_bot_audio(args.record)
             summary["recording"] = args.record

@@ -12,7 +12,7 @@ latency as the person on the phone would hear it.
 Example:
     async with ReferenceClient(url, token) as client:
         await client.speak("speech.wav")
-        latency = await client.wait_for_bot_audio(timeout=10)
+        latency = await client.wait_for_bot_audio(timeout_s=10)
         client.save_bot_audio("bot.wav")
 """
 
@@ -22,7 +22,6 @@ import asyncio
 import json
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,38 +29,15 @@ import numpy as np
 from livekit import rtc
 from loguru import logger
 
-from client.audio import DEFAULT_VOICE_THRESHOLD_DBFS, level_dbfs, load_wav, voiced_span, write_wav
+from client.audio import DEFAULT_VOICE_THRESHOLD_DBFS, level_dbfs, load_wav, write_wav
 from client.messages import ReceivedMessage, decode_payload
+from client.microphone import Microphone, SpeechTiming
+
+__all__ = ["ReceivedMessage", "ReferenceClient", "SpeechTiming"]
 
 AGENT_STATE_ATTRIBUTE = "lk.agent.state"
 TRANSCRIPTION_TOPIC = "lk.transcription"
 KANE_TOPIC = "kane"
-
-
-@dataclass
-class SpeechTiming:
-    """When an utterance was heard on the microphone track.
-
-    Parameters:
-        started_at: Monotonic time its first voiced sample was sent.
-        ended_at: Monotonic time its last voiced sample was sent.
-        duration_s: Length of the whole clip, silence included.
-    """
-
-    started_at: float
-    ended_at: float
-    duration_s: float
-
-
-@dataclass
-class _Utterance:
-    samples: np.ndarray
-    voiced_start: int
-    voiced_end: int
-    done: asyncio.Future[SpeechTiming]
-    position: int = 0
-    started_at: float | None = None
-    ended_at: float | None = None
 
 
 class ReferenceClient:
@@ -96,18 +72,15 @@ class ReferenceClient:
         self._url = url
         self._token = token
         self._sample_rate = sample_rate
-        self._frame_samples = sample_rate * frame_ms // 1000
+        self._frame_ms = frame_ms
         self._bot_identity = bot_identity
         self._text_topics = tuple(text_topics)
         self._threshold = voice_threshold_dbfs
         self._on_message = on_message
 
         self._room: rtc.Room | None = None
-        self._source: rtc.AudioSource | None = None
+        self._microphone: Microphone | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._mic_task: asyncio.Task[None] | None = None
-        self._utterances: asyncio.Queue[_Utterance] = asyncio.Queue()
-        self._current: _Utterance | None = None
         self._changed = asyncio.Event()
 
         self._recorded_identity: str | None = None
@@ -179,11 +152,11 @@ class ReferenceClient:
 
     # -- lifecycle ----------------------------------------------------------------------
 
-    async def connect(self, *, timeout: float = 15.0) -> None:
+    async def connect(self, *, timeout_s: float = 15.0) -> None:
         """Join the room, publish the (open, silent) microphone, start collecting.
 
         Args:
-            timeout: Seconds to wait for the connection.
+            timeout_s: Seconds to wait for the connection.
         """
         room = rtc.Room()
         self._room = room
@@ -194,7 +167,7 @@ class ReferenceClient:
         for topic in self._text_topics:
             room.register_text_stream_handler(topic, self._on_text_stream)
 
-        await asyncio.wait_for(room.connect(self._url, self._token), timeout)
+        await asyncio.wait_for(room.connect(self._url, self._token), timeout_s)
         logger.info(f"{self}: joined room {room.name}")
         for participant in room.remote_participants.values():
             self._on_participant_connected(participant)
@@ -202,28 +175,26 @@ class ReferenceClient:
                 if publication.track is not None:
                     self._on_track_subscribed(publication.track, publication, participant)
 
-        self._source = rtc.AudioSource(self._sample_rate, 1, queue_size_ms=100)
-        track = rtc.LocalAudioTrack.create_audio_track("microphone", self._source)
-        options = rtc.TrackPublishOptions(source=rtc.TrackSource.SOURCE_MICROPHONE)
-        await room.local_participant.publish_track(track, options)
-        self._mic_task = asyncio.create_task(self._run_microphone(), name="reference-mic")
+        self._microphone = Microphone(
+            sample_rate=self._sample_rate,
+            frame_ms=self._frame_ms,
+            voice_threshold_dbfs=self._threshold,
+        )
+        await self._microphone.publish(room.local_participant)
 
     async def close(self) -> None:
         """Stop the microphone and the recorders and leave the room."""
-        tasks = [t for t in (self._mic_task, *self._tasks) if t is not None]
+        if self._microphone is not None:
+            await self._microphone.close()
+            self._microphone = None
+        tasks = list(self._tasks)
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         self._tasks.clear()
-        self._mic_task = None
-        if self._current is not None and not self._current.done.done():
-            self._current.done.cancel()
         if self._room is not None:
             await self._room.disconnect()
             logger.info(f"{self}: left the room")
-        if self._source is not None:
-            await self._source.aclose()
-            self._source = None
 
     # -- speaking -----------------------------------------------------------------------
 
@@ -239,64 +210,14 @@ class ReferenceClient:
         Returns:
             When its voiced part started and ended.
         """
-        if self._mic_task is None:
+        if self._microphone is None:
             raise RuntimeError("connect() first")
         samples = wav if isinstance(wav, np.ndarray) else load_wav(wav, self._sample_rate)
-        span = voiced_span(samples, self._sample_rate, threshold_dbfs=self._threshold)
-        first, end = span if span is not None else (0, samples.size)
-        done: asyncio.Future[SpeechTiming] = asyncio.get_running_loop().create_future()
-        await self._utterances.put(_Utterance(samples.astype(np.int16), first, end, done))
-        timing = await done
+        timing = await self._microphone.speak(samples)
         self.speech.append(timing)
         self._notify()
         logger.debug(f"{self}: spoke {timing.duration_s:.2f} s")
         return timing
-
-    async def _run_microphone(self) -> None:
-        assert self._source is not None
-        frame_s = self._frame_samples / self._sample_rate
-        next_at = time.monotonic()
-        while True:
-            samples = self._next_mic_frame()
-            frame = rtc.AudioFrame(samples.tobytes(), self._sample_rate, 1, self._frame_samples)
-            await self._source.capture_frame(frame)
-            next_at += frame_s
-            delay = next_at - time.monotonic()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            elif delay < -0.2:  # the loop stalled: resync instead of bursting
-                next_at = time.monotonic()
-
-    def _next_mic_frame(self) -> np.ndarray:
-        if self._current is None and not self._utterances.empty():
-            self._current = self._utterances.get_nowait()
-        utterance = self._current
-        if utterance is None:
-            return np.zeros(self._frame_samples, dtype=np.int16)
-        start = utterance.position
-        stop = start + self._frame_samples
-        chunk = utterance.samples[start:stop]
-        # The frame starts playing once what is already queued in the source has played.
-        assert self._source is not None
-        sent_at = time.monotonic() + self._source.queued_duration
-        if utterance.started_at is None and start <= utterance.voiced_start < stop:
-            utterance.started_at = sent_at + (utterance.voiced_start - start) / self._sample_rate
-        if utterance.ended_at is None and start < utterance.voiced_end <= stop:
-            utterance.ended_at = sent_at + (utterance.voiced_end - start) / self._sample_rate
-        utterance.position = stop
-        if stop >= utterance.samples.size:
-            self._current = None
-            end = sent_at + chunk.size / self._sample_rate
-            timing = SpeechTiming(
-                started_at=utterance.started_at if utterance.started_at is not None else end,
-                ended_at=utterance.ended_at if utterance.ended_at is not None else end,
-                duration_s=utterance.samples.size / self._sample_rate,
-            )
-            if not utterance.done.done():
-                utterance.done.set_result(timing)
-        if chunk.size < self._frame_samples:
-            chunk = np.concatenate([chunk, np.zeros(self._frame_samples - chunk.size, np.int16)])
-        return chunk
 
     # -- sending ------------------------------------------------------------------------
 
@@ -313,12 +234,12 @@ class ReferenceClient:
     # -- waiting ------------------------------------------------------------------------
 
     async def wait_for_bot_audio(
-        self, timeout: float, *, after: float | None = None
+        self, timeout_s: float, *, after: float | None = None
     ) -> float | None:
         """Wait for the bot to make a sound after a moment.
 
         Args:
-            timeout: Seconds to wait.
+            timeout_s: Seconds to wait.
             after: Monotonic time the sound must start after; by default the end of the last
                 utterance (or any sound when nothing was spoken).
 
@@ -327,16 +248,16 @@ class ReferenceClient:
             default), or None on timeout.
         """
         since = after if after is not None else (self.speech_ended_at or 0.0)
-        found = await self._wait(lambda: self._first_onset_after(since), timeout)
+        found = await self._wait(lambda: self._first_onset_after(since), timeout_s)
         return None if found is None else max(found - since, 0.0)
 
-    async def wait_for_bot_silence(self, quiet_s: float = 1.0, *, timeout: float) -> bool:
+    async def wait_for_bot_silence(self, quiet_s: float = 1.0, *, timeout_s: float) -> bool:
         """Wait until the bot has been silent for ``quiet_s`` (its turn has ended).
 
         Returns:
             True when it went quiet, False on timeout.
         """
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             last = self._last_voiced_at
             if last is not None and time.monotonic() - last >= quiet_s:
@@ -350,7 +271,7 @@ class ReferenceClient:
         *,
         topic: str | None = None,
         type: str | None = None,
-        timeout: float,
+        timeout_s: float,
     ) -> ReceivedMessage | None:
         """Wait for a received message matching all given conditions (earlier ones count).
 
@@ -358,7 +279,7 @@ class ReferenceClient:
             predicate: Extra condition on the message.
             topic: Wanted topic.
             type: Wanted KANE envelope ``type``.
-            timeout: Seconds to wait.
+            timeout_s: Seconds to wait.
 
         Returns:
             The first matching message, or None on timeout.
@@ -375,10 +296,10 @@ class ReferenceClient:
                 return message
             return None
 
-        return await self._wait(match, timeout)
+        return await self._wait(match, timeout_s)
 
-    async def _wait(self, probe: Callable[[], Any], timeout: float) -> Any:
-        deadline = time.monotonic() + timeout
+    async def _wait(self, probe: Callable[[], Any], timeout_s: float) -> Any:
+        deadline = time.monotonic() + timeout_s
         while (found := probe()) is None:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
@@ -473,9 +394,7 @@ class ReferenceClient:
         if participant.attributes:
             self._on_attributes_changed(dict(participant.attributes), participant)
 
-    def _on_attributes_changed(
-        self, changed: dict[str, str], participant: rtc.Participant
-    ) -> None:
+    def _on_attributes_changed(self, changed: dict[str, str], participant: rtc.Participant) -> None:
         if participant.identity == self.room.local_participant.identity:
             return
         if AGENT_STATE_ATTRIBUTE in changed:

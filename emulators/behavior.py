@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 
-class Fault(str, Enum):
+class Fault(StrEnum):
     """A failure an emulator can inject into a request or connection.
 
     Values:

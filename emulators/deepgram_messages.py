@@ -64,7 +64,7 @@ def results(
         }
         for i, (word, punctuated) in enumerate(words)
     ]
-    transcript = " ".join(w["punctuated_word"] for w in word_items)
+    transcript = " ".join(str(w["punctuated_word"]) for w in word_items)
     return {
         "type": "Results",
         "channel_index": [0, 1],

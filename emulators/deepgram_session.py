@@ -6,7 +6,7 @@ import asyncio
 import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import WSMsgType, web
@@ -69,7 +69,6 @@ class _Segment:
     start: float
     speech_s: float = 0.0
     last_interim: float = 0.0
-    sent_interim: int = field(default=0)
 
 
 class ListenSession:
@@ -155,9 +154,7 @@ class ListenSession:
         elif kind == "CloseStream":
             self._finish_segment(speech_final=False)
             audio = bytes(self._record.audio)
-            self._emit(
-                msgs.metadata(self._request_id, self._audio_s, self._params.channels, audio)
-            )
+            self._emit(msgs.metadata(self._request_id, self._audio_s, self._params.channels, audio))
             self._outbox.put_nowait((time.monotonic() + self._behavior.first_latency_s, _CLOSE))
 
     def _on_audio(self, data: bytes) -> None:
@@ -206,7 +203,9 @@ class ListenSession:
             self._emit(msgs.utterance_end(self._last_speech_end))
             self._words_since_utterance_end = False
 
-    def _finish_segment(self, *, speech_final: bool, from_finalize: bool = False, always: bool = False) -> None:
+    def _finish_segment(
+        self, *, speech_final: bool, from_finalize: bool = False, always: bool = False
+    ) -> None:
         segment, self._segment = self._segment, None
         if segment is not None:
             self._emit_results(segment, segment.words, True, speech_final, from_finalize)

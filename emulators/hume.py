@@ -64,8 +64,8 @@ class HumeEmulator(EmulatorServer):
 
     async def _handle_stream_json(self, request: web.Request) -> web.StreamResponse:
         if not self._authorized(request):
-            fault = {"faultstring": "Invalid ApiKey", "detail": {"errorcode": "InvalidApiKey"}}
-            return web.json_response({"fault": fault}, status=401)
+            denial = {"faultstring": "Invalid ApiKey", "detail": {"errorcode": "InvalidApiKey"}}
+            return web.json_response({"fault": denial}, status=401)
         try:
             body = await request.json()
         except json.JSONDecodeError:
@@ -107,15 +107,15 @@ class HumeEmulator(EmulatorServer):
                     ms_per_char=self._ms_per_char,
                     speed=float(utterance.get("speed") or 1.0),
                 )
-                silence = bytes(2 * int(float(utterance.get("trailing_silence") or 0) * HUME_SAMPLE_RATE))
+                silence = bytes(
+                    2 * int(float(utterance.get("trailing_silence") or 0) * HUME_SAMPLE_RATE)
+                )
                 audio = synth.pcm + silence
                 words = list(synth.words) if want_words else []
                 for start in range(0, max(len(audio), 1), step):
                     end_s = (start + step) / 2 / HUME_SAMPLE_RATE
                     stamps = [
-                        _word_stamp(w, offset_s + b, offset_s + e)
-                        for w, b, e in words
-                        if b < end_s
+                        _word_stamp(w, offset_s + b, offset_s + e) for w, b, e in words if b < end_s
                     ]
                     words = [w for w in words if w[1] >= end_s]
                     pieces.append((index, ids, audio[start : start + step], stamps))

@@ -111,7 +111,9 @@ class OpenAIEmulator(EmulatorServer):
         scheme, _, key = request.headers.get("Authorization", "").partition(" ")
         if scheme.lower() == "bearer" and self._key_ok(key.strip()):
             return None
-        return _error(401, "Incorrect API key provided.", "invalid_request_error", "invalid_api_key")
+        return _error(
+            401, "Incorrect API key provided.", "invalid_request_error", "invalid_api_key"
+        )
 
     async def _begin(
         self, request: web.Request, endpoint: str
@@ -156,7 +158,9 @@ class OpenAIEmulator(EmulatorServer):
             await asyncio.sleep(behavior.first_latency_s)
             return web.json_response(completion.whole())
         events = (f"data: {json.dumps(c)}\n\n".encode() for c in completion.chunks())
-        return await self._stream(request, behavior, fault, events, "text/event-stream", b"data: [DONE]\n\n")
+        return await self._stream(
+            request, behavior, fault, events, "text/event-stream", b"data: [DONE]\n\n"
+        )
 
     async def _handle_speech(self, request: web.Request) -> web.StreamResponse:
         begun = await self._begin(request, "speech")
@@ -165,11 +169,15 @@ class OpenAIEmulator(EmulatorServer):
         record, behavior, fault, body = begun
         text = body.get("input")
         if not isinstance(text, str) or not text or not body.get("voice") or not body.get("model"):
-            return _error(400, "'model', 'voice' and 'input' are required.", "invalid_request_error")
+            return _error(
+                400, "'model', 'voice' and 'input' are required.", "invalid_request_error"
+            )
         fmt = body.get("response_format", "mp3")
         sse = body.get("stream_format") == "sse"
         if fmt not in ("pcm", "wav"):
-            return _error(400, f"Emulator only renders pcm or wav, not {fmt!r}.", "invalid_request_error")
+            return _error(
+                400, f"Emulator only renders pcm or wav, not {fmt!r}.", "invalid_request_error"
+            )
         speed = float(body.get("speed") or 1.0)
         audio = speech_like(
             text, OPENAI_TTS_SAMPLE_RATE, ms_per_char=self._ms_per_char, speed=speed
@@ -187,7 +195,9 @@ class OpenAIEmulator(EmulatorServer):
             usage = {"input_tokens": len(text) // 4 + 1, "output_tokens": len(pieces)}
             usage["total_tokens"] = usage["input_tokens"] + usage["output_tokens"]
             tail = _sse({"type": "speech.audio.done", "usage": usage})
-            return await self._stream(request, behavior, fault, iter(events), "text/event-stream", tail)
+            return await self._stream(
+                request, behavior, fault, iter(events), "text/event-stream", tail
+            )
         content_type = "audio/wav" if fmt == "wav" else "audio/pcm"
         return await self._stream(request, behavior, fault, iter(pieces), content_type, b"")
 

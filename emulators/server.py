@@ -284,7 +284,6 @@ class EmulatorServer:
         await response.write_eof()
         return response
 
-
     def _track(self, ws: web.WebSocketResponse) -> None:
         self._websockets.add(ws)
 

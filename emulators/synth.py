@@ -88,7 +88,9 @@ def _burst(n: int, sample_rate: int, f0: float, amplitude: float) -> np.ndarray:
     return (amplitude / 1.75 * wave * envelope).astype(np.float32)
 
 
-def tone(seconds: float, sample_rate: int = 16_000, freq: float = 220.0, level: float = 0.3) -> bytes:
+def tone(
+    seconds: float, sample_rate: int = 16_000, freq: float = 220.0, level: float = 0.3
+) -> bytes:
     """Return a sine tone as 16-bit little-endian mono PCM.
 
     Args:

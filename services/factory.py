@@ -40,12 +40,19 @@ def build_stt(settings: Settings) -> DeepgramSTTService:
     )
 
 
-def build_llm(settings: Settings) -> OpenAILLMService:
-    """OpenAI chat completions (or any server speaking their API at OPENAI_BASE_URL)."""
+def build_llm(settings: Settings, *, system_instruction: str) -> OpenAILLMService:
+    """OpenAI chat completions (or any server speaking their API at OPENAI_BASE_URL).
+
+    Args:
+        settings: The worker's settings.
+        system_instruction: KANE's system prompt.
+    """
     return OpenAILLMService(
         api_key=_secret(settings, "openai"),
         base_url=settings.openai_base_url,
-        settings=OpenAILLMService.Settings(model=settings.openai_model),
+        settings=OpenAILLMService.Settings(
+            model=settings.openai_model, system_instruction=system_instruction
+        ),
     )
 
 

@@ -138,26 +138,28 @@ class _ESpeak:
 
     def list_voices(self) -> list[Voice]:
         with self._lock:
-            voices = self._lib.espeak_ListVoices(None)
-            found: list[Voice] = []
-            for entry in voices:
-                if not entry:  # the array ends with a NULL pointer
-                    break
-                spec = entry.contents
-                found.append(
-                    Voice(
-                        name=(spec.name or b"").decode(),
-                        identifier=(spec.identifier or b"").decode(),
-                        languages=_parse_languages(spec.languages),
-                    )
+            return self._read_voices()
+
+    def _read_voices(self) -> list[Voice]:
+        found: list[Voice] = []
+        for entry in self._lib.espeak_ListVoices(None):
+            if not entry:  # the array ends with a NULL pointer
+                break
+            spec = entry.contents
+            found.append(
+                Voice(
+                    name=(spec.name or b"").decode(),
+                    identifier=(spec.identifier or b"").decode(),
+                    languages=_parse_languages(spec.languages),
                 )
-            return found
+            )
+        return found
 
     def _set_voice(self, voice: str) -> None:
         # A voice file name ("en-US", "gmw/en") first, else a language ("en-gb"). eSpeak
         # falls back to some voice for any language, so unknown ones are refused here.
         if self._lib.espeak_SetVoiceByName(voice.encode()) != _EE_OK:
-            known = {lang for v in self._list_voices_unlocked() for lang in v.languages}
+            known = {lang for v in self._read_voices() for lang in v.languages}
             language = ctypes.create_string_buffer(voice.lower().encode())
             spec = _VoiceSpec(languages=ctypes.addressof(language))
             if voice.lower() not in known or (
@@ -165,13 +167,6 @@ class _ESpeak:
             ):
                 raise ESpeakError(f"unknown eSpeak NG voice {voice!r}")
         self._voice = voice
-
-    def _list_voices_unlocked(self) -> list[Voice]:
-        self._lock.release()
-        try:
-            return self.list_voices()
-        finally:
-            self._lock.acquire()
 
     def synthesize(self, text: str, *, rate_wpm: int, pitch: int, voice: str) -> np.ndarray:
         with self._lock:
@@ -200,11 +195,10 @@ def _parse_languages(address: int | None) -> tuple[str, ...]:
     languages: list[str] = []
     if not address:
         return ()
-    while (priority := ctypes.string_at(address, 1)) != b"\0":
+    while ctypes.string_at(address, 1) != b"\0":  # a priority byte; 0 ends the list
         language = ctypes.string_at(address + 1)
         languages.append(language.decode().lower())
         address += 1 + len(language) + 1
-        del priority
     return tuple(languages)
 
 

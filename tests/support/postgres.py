@@ -1,14 +1,21 @@
 """Real PostgreSQL for tests: one embedded server per test run, a fresh database per test.
 
 Use as a pytest plugin (``pytest_plugins = ["tests.support.postgres"]``), then ask for
-``postgres_dsn`` (the server's admin DSN) or ``database_dsn`` (an empty database of the
-test's own, dropped afterwards).
+``postgres_dsn`` (the server's admin DSN), ``database_dsn`` (an empty database of the
+test's own, dropped afterwards) or ``pg_data_dir`` (a place for a server of the test's own).
+
+Data directories live outside pytest's ``tmp_path``: as root, PostgreSQL runs as another
+user that needs to traverse the parents, and every new pytest session (a colleague's run
+in parallel, say) resets ``/tmp/pytest-of-<user>`` to mode 0700.
 """
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from urllib.parse import quote, urlsplit, urlunsplit
 
 import asyncpg
@@ -44,13 +51,28 @@ async def drop_database(admin_dsn: str, dsn: str) -> None:
         await conn.close()
 
 
+def make_data_dir() -> Path:
+    """Returns a not-yet-existing PGDATA path in a new directory under the system temp."""
+    return Path(tempfile.mkdtemp(prefix="kane-test-pg-")) / "data"
+
+
+@pytest.fixture
+def pg_data_dir() -> Iterator[Path]:
+    """A data directory path for a test's own embedded server; removed afterwards."""
+    data_dir = make_data_dir()
+    yield data_dir
+    shutil.rmtree(data_dir.parent, ignore_errors=True)
+
+
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
-async def postgres_dsn(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[str]:
+async def postgres_dsn() -> AsyncIterator[str]:
     """One embedded PostgreSQL for the whole test run; yields its admin DSN."""
-    server = EmbeddedPostgres(tmp_path_factory.mktemp("postgres") / "data")
-    dsn = await server.start(database="postgres")
-    yield dsn
-    await server.stop()
+    server = EmbeddedPostgres(make_data_dir())
+    try:
+        yield await server.start(database="postgres")
+    finally:
+        await server.stop()
+        shutil.rmtree(server.data_dir.parent, ignore_errors=True)
 
 
 @pytest.fixture

@@ -1,0 +1,5 @@
+pytest_plugins = [
+    "tests.support.postgres",
+    "tests.support.livekit",
+    "tests.support.speech",
+]
