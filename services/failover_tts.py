@@ -128,6 +128,23 @@ class FailoverTTSService(TTSService):
             service failed.
         """
         self._maybe_return_to_first()
+        # While services are tried one after another the turn has no audio yet; keep its audio
+        # context open, or Pipecat would close the turn before the fallback speaks.
+        keepalive = self.create_task(self._keep_context_alive(context_id), "tts-keepalive")
+        try:
+            async for frame in self._speak_first_that_works(text, context_id):
+                yield frame
+        finally:
+            await self.cancel_task(keepalive)
+
+    async def _keep_context_alive(self, context_id: str) -> None:
+        while True:
+            self._refresh_audio_context(context_id)
+            await asyncio.sleep(self._stop_frame_timeout_s / 2)
+
+    async def _speak_first_that_works(
+        self, text: str, context_id: str
+    ) -> AsyncIterator[Frame]:
         for index in range(self._active, len(self._services)):
             name, service = self._services[index]
             if index != self._active:

@@ -6,7 +6,7 @@ from typing import Any
 
 import httpx
 from hume import AsyncHumeClient
-from pipecat.services.hume.tts import HumeTTSService
+from pipecat.services.hume.tts import DEFAULT_HEADERS, HumeTTSService
 
 
 class HumeOctaveTTSService(HumeTTSService):
@@ -27,9 +27,9 @@ class HumeOctaveTTSService(HumeTTSService):
             **kwargs: Passed on to `HumeTTSService` (settings, sample_rate, ...).
         """
         super().__init__(api_key=api_key, **kwargs)
-        # The parent made a client for the production host; replace it (and its transport)
-        # before anything has been sent through it.
-        self._http_client = httpx.AsyncClient(timeout=timeout_s)
+        # The parent made a client for the production host, which has sent nothing and holds
+        # no connection; replace it, keeping Pipecat's client headers.
+        self._http_client = httpx.AsyncClient(headers=DEFAULT_HEADERS, timeout=timeout_s)
         self._client = AsyncHumeClient(
             api_key=api_key, base_url=base_url.rstrip("/"), httpx_client=self._http_client
         )
