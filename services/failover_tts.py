@@ -142,9 +142,7 @@ class FailoverTTSService(TTSService):
             self._refresh_audio_context(context_id)
             await asyncio.sleep(self._stop_frame_timeout_s / 2)
 
-    async def _speak_first_that_works(
-        self, text: str, context_id: str
-    ) -> AsyncIterator[Frame]:
+    async def _speak_first_that_works(self, text: str, context_id: str) -> AsyncIterator[Frame]:
         for index in range(self._active, len(self._services)):
             name, service = self._services[index]
             if index != self._active:
