@@ -7,6 +7,7 @@ The HTTP API (`api/`) calls `create_session` for each /connect; Pipecat's runner
 from __future__ import annotations
 
 import datetime
+import uuid
 from dataclasses import dataclass
 
 import aiohttp
@@ -25,8 +26,11 @@ from pipecat.workers.runner import WorkerRunner
 
 import prompts
 from services.factory import build_llm, build_stt, build_tts
+from session.archive import Archive, SessionArchive
 from session.lifecycle import JoinDeadlines, SessionLifecycle
 from settings import Settings
+from storage.database import Database
+from transport.livekit import KaneLiveKitTransport
 
 
 @dataclass
@@ -36,10 +40,14 @@ class BotSession:
     session_id: str
     worker: PipelineWorker
     lifecycle: SessionLifecycle
+    archive: SessionArchive | None
 
 
 def create_session(
-    runner_args: LiveKitRunnerArguments, settings: Settings, http: aiohttp.ClientSession
+    runner_args: LiveKitRunnerArguments,
+    settings: Settings,
+    http: aiohttp.ClientSession,
+    archive: Archive | None = None,
 ) -> BotSession:
     """Build the pipeline of one session.
 
@@ -47,13 +55,14 @@ def create_session(
         runner_args: The room to join; ``body`` carries ``session_id`` and ``user_id``.
         settings: The worker's settings.
         http: A shared HTTP session for the services that want one.
+        archive: The worker's stores; without them nothing of the session is kept.
     """
     body = runner_args.body or {}
-    session_id = str(body.get("session_id") or runner_args.session_id or runner_args.room_name)
+    session_id = str(body.get("session_id") or runner_args.session_id or uuid.uuid4())
     user_identity = str(body.get("user_id", ""))
 
     # Services
-    transport = LiveKitTransport(
+    transport = KaneLiveKitTransport(
         url=runner_args.url,
         token=runner_args.token,
         room_name=runner_args.room_name,
@@ -69,6 +78,21 @@ def create_session(
     # KANE's own stages between STT and the LLM (quests, screen context, emotion) go here.
     kane_stages: list[FrameProcessor] = []
 
+    # What the session keeps: the tap on every frame, the phone link, the recordings.
+    kept = (
+        SessionArchive(
+            archive=archive,
+            session_id=session_id,
+            user_id=user_identity,
+            room=runner_args.room_name,
+            transport=transport,
+            engines=settings.describe_engines(),
+            pipeline={"stages": [type(stage).__name__ for stage in kane_stages]},
+        )
+        if archive
+        else None
+    )
+
     context = LLMContext()
     user_aggregator, assistant_aggregator = LLMContextAggregatorPair(context)
 
@@ -83,6 +107,7 @@ def create_session(
             llm,
             tts,
             transport.output(),
+            *([kept.recorder] if kept else []),
             assistant_aggregator,
         ]
     )
@@ -92,7 +117,10 @@ def create_session(
         conversation_id=session_id,
         enable_rtvi=False,
         processor_unusable_policy=ProcessorUnusablePolicy.END,
+        observers=[kept.tap] if kept else [],
     )
+    if kept:
+        kept.attach(worker)
 
     # Event handlers
     lifecycle = SessionLifecycle(
@@ -102,14 +130,17 @@ def create_session(
         deadlines=JoinDeadlines(
             bot_s=settings.kane_bot_join_timeout_s, user_s=settings.kane_user_join_timeout_s
         ),
+        on_ending=kept.announce_end if kept else None,
     )
 
     @transport.event_handler("on_first_participant_joined")
     async def on_first_participant_joined(transport: LiveKitTransport, identity: str) -> None:
+        if kept:
+            kept.user_joined()
         if settings.kane_greeting:
             await worker.queue_frames([TTSSpeakFrame(settings.kane_greeting)])
 
-    return BotSession(session_id=session_id, worker=worker, lifecycle=lifecycle)
+    return BotSession(session_id=session_id, worker=worker, lifecycle=lifecycle, archive=kept)
 
 
 async def run_session(session: BotSession, *, handle_sigint: bool = False) -> str:
@@ -121,12 +152,17 @@ async def run_session(session: BotSession, *, handle_sigint: bool = False) -> st
     """
     runner = WorkerRunner(handle_sigint=handle_sigint)
     await runner.add_workers(session.worker)
+    if session.archive:
+        await session.archive.begin()
     session.lifecycle.start()
     try:
         await runner.run()
     finally:
         await session.lifecycle.close()
-    return session.lifecycle.end_reason or "the session ended"
+        reason = session.lifecycle.end_reason or "the session ended"
+        if session.archive:
+            await session.archive.finish(reason)
+    return reason
 
 
 async def bot(runner_args: RunnerArguments) -> None:
@@ -134,10 +170,17 @@ async def bot(runner_args: RunnerArguments) -> None:
     if not isinstance(runner_args, LiveKitRunnerArguments):
         raise TypeError(f"KANE's bot runs in LiveKit rooms, not {type(runner_args).__name__}")
     settings = Settings()
-    async with aiohttp.ClientSession() as http:
-        session = create_session(runner_args, settings, http)
-        reason = await run_session(session, handle_sigint=runner_args.handle_sigint)
-    logger.info(f"Session {session.session_id} ended: {reason}")
+    database_url = settings.database_url.get_secret_value() if settings.database_url else None
+    database = await Database.open(database_url, data_dir=settings.kane_data_dir / "postgres")
+    archive = Archive.open(database, settings.kane_data_dir)
+    try:
+        async with aiohttp.ClientSession() as http:
+            session = create_session(runner_args, settings, http, archive)
+            reason = await run_session(session, handle_sigint=runner_args.handle_sigint)
+        logger.info(f"Session {session.session_id} ended: {reason}")
+    finally:
+        await archive.close()
+        await database.close()
 
 
 if __name__ == "__main__":

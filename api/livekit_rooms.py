@@ -79,7 +79,9 @@ class LiveKitRooms:
 
     def bot_token(self, *, room: str) -> str:
         """A token for KANE's bot in one room."""
-        grants = lkapi.VideoGrants(room_join=True, room=room, agent=True)
+        grants = lkapi.VideoGrants(
+            room_join=True, room=room, agent=True, can_update_own_metadata=True
+        )
         return (
             lkapi.AccessToken(self._api_key, self._api_secret)
             .with_identity(self.BOT_IDENTITY)

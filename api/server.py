@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from api.auth import Authenticator, AuthError, Caller
 from api.livekit_rooms import LiveKitRooms
 from api.sessions import AtCapacityError, SessionManager
+from session.archive import Archive
 from settings import Settings
 from storage.database import Database
 
@@ -73,6 +74,7 @@ def create_app(settings: Settings) -> FastAPI:
         database_url = settings.database_url.get_secret_value() if settings.database_url else None
         database = await Database.open(database_url, data_dir=settings.kane_data_dir / "postgres")
         logger.info(f"Database: {database.describe()}")
+        archive = Archive.open(database, settings.kane_data_dir)
         async with aiohttp.ClientSession() as http:
             rooms = sessions = None
             if settings.livekit_configured:
@@ -85,7 +87,7 @@ def create_app(settings: Settings) -> FastAPI:
                     http=http,
                 )
                 sessions = SessionManager(
-                    settings=settings, rooms=rooms, store=database.sessions, http=http
+                    settings=settings, rooms=rooms, archive=archive, http=http
                 )
             app.state.worker = Worker(
                 settings=settings,
@@ -103,6 +105,7 @@ def create_app(settings: Settings) -> FastAPI:
                     await sessions.shutdown()
                 if rooms:
                     await rooms.close()
+                await archive.close()
                 await database.close()
 
     app = FastAPI(title="KANE worker", lifespan=lifespan)

@@ -14,8 +14,8 @@ from pipecat.runner.types import LiveKitRunnerArguments
 
 from api.livekit_rooms import LiveKitRooms
 from bot import BotSession, create_session, run_session
+from session.archive import Archive
 from settings import Settings
-from storage.sessions import SessionStore
 
 
 class AtCapacityError(Exception):
@@ -65,7 +65,7 @@ class SessionManager:
         *,
         settings: Settings,
         rooms: LiveKitRooms,
-        store: SessionStore,
+        archive: Archive,
         http: aiohttp.ClientSession,
     ):
         """Create the manager.
@@ -73,12 +73,12 @@ class SessionManager:
         Args:
             settings: The worker's settings (session limit, engines, LiveKit URL).
             rooms: Creates rooms and mints tokens.
-            store: Where sessions are recorded.
+            archive: The stores that keep each session.
             http: A shared HTTP session for the bots' services.
         """
         self._settings = settings
         self._rooms = rooms
-        self._store = store
+        self._archive = archive
         self._http = http
         self._sessions: dict[str, LiveSession] = {}
         self._draining = False
@@ -113,9 +113,6 @@ class SessionManager:
         self._sessions[session_id] = live
         try:
             await self._rooms.create_room(live.room)
-            await self._store.create_session(
-                session_id, user_id, live.room, self._settings.describe_engines()
-            )
         except BaseException:
             self._sessions.pop(session_id, None)
             raise
@@ -136,7 +133,7 @@ class SessionManager:
     async def _run(self, live: LiveSession, runner_args: LiveKitRunnerArguments) -> None:
         reason = "the session ended"
         try:
-            live.bot = create_session(runner_args, self._settings, self._http)
+            live.bot = create_session(runner_args, self._settings, self._http, self._archive)
             reason = await run_session(live.bot)
         except asyncio.CancelledError:
             reason = "the worker stopped the session"
@@ -151,7 +148,9 @@ class SessionManager:
         self.recent_endings.append(Ending(live.session_id, reason, time.time()))
         logger.info(f"{self}: session {live.session_id} ended: {reason}")
         try:
-            await self._store.end_session(live.session_id, reason)
+            # Normally the session's archive has recorded its end; this covers a bot that
+            # never got that far.
+            await self._archive.sessions.end_session(live.session_id, reason)
         except Exception as e:
             logger.error(f"{self}: could not record the end of {live.session_id}: {e}")
         try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from loguru import logger
@@ -39,6 +40,7 @@ class SessionLifecycle:
         transport: LiveKitTransport,
         user_identity: str,
         deadlines: JoinDeadlines | None = None,
+        on_ending: Callable[[str], Awaitable[None]] | None = None,
     ):
         """Register the handlers that watch the session.
 
@@ -47,6 +49,8 @@ class SessionLifecycle:
             transport: The LiveKit transport of the session.
             user_identity: The LiveKit identity of the session's person.
             deadlines: How long to wait for the bot and the person to join.
+            on_ending: Awaited with the reason once, before the session's pipeline is ended
+                (while the bot is still in the room).
         """
         self._worker = worker
         self._user_identity = user_identity
@@ -54,6 +58,7 @@ class SessionLifecycle:
         self._bot_joined = asyncio.Event()
         self._user_joined = asyncio.Event()
         self._watchdog: asyncio.Task | None = None
+        self._on_ending = on_ending
         self.end_reason: str | None = None
 
         transport.add_event_handler("on_connected", self._on_bot_joined)
@@ -87,6 +92,11 @@ class SessionLifecycle:
         if self.end_reason is None:
             self.end_reason = reason
             logger.info(f"{self}: ending session: {reason}")
+            if self._on_ending is not None:
+                try:
+                    await self._on_ending(reason)
+                except Exception as e:
+                    logger.warning(f"{self}: while ending: {e}")
         if cancel:
             await self._worker.cancel(reason=reason)
         else:

@@ -11,7 +11,9 @@ from urllib.parse import parse_qs, urlsplit
 import asyncpg
 from loguru import logger
 
+from storage.conversations import ConversationStore
 from storage.embedded import EmbeddedPostgres
+from storage.journal import JournalWriter
 from storage.migrations import migrate
 from storage.sessions import SessionStore
 
@@ -52,6 +54,7 @@ class Database:
         self._description = description
         self._embedded = embedded
         self._sessions = SessionStore(pool)
+        self._conversations = ConversationStore(pool)
 
     def __str__(self) -> str:
         return f"Database({self._description})"
@@ -119,6 +122,20 @@ class Database:
     def sessions(self) -> SessionStore:
         """Session rows (create, end, count)."""
         return self._sessions
+
+    @property
+    def conversations(self) -> ConversationStore:
+        """Conversation rows (start, finish, get) and UI interactions."""
+        return self._conversations
+
+    def journal_writer(self, spool_path: Path, **options: Any) -> JournalWriter:
+        """Returns a frame journal writer on this database's pool (not yet started).
+
+        Args:
+            spool_path: Spool file for while the database is away; one writer per file.
+            **options: Further ``JournalWriter`` options (``max_batch``, ...).
+        """
+        return JournalWriter(self._pool, spool_path=spool_path, **options)
 
     def describe(self) -> str:
         """Says which database this is, for logs and /health; never shows a password."""

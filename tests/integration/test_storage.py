@@ -59,7 +59,9 @@ async def test_migrations_apply_once_and_reopen_is_idempotent(database_dsn: str)
     finally:
         await db.close()
 
-    assert [(r["version"], r["name"]) for r in first] == [(1, "sessions")]
+    assert [(r["version"], r["name"]) for r in first] == [
+        (m.version, m.name) for m in load_migrations()
+    ]
     assert again == first  # same rows, same applied_at: nothing re-applied
 
 
@@ -69,13 +71,15 @@ async def test_changed_applied_migration_is_refused(database_dsn: str, migration
         assert len(await migrate(conn, migrations_dir)) == len(load_migrations())
         first = migrations_dir / "0001_sessions.sql"
         first.write_text(first.read_text() + "\nALTER TABLE sessions ADD COLUMN extra text;\n")
-        (migrations_dir / "0002_more.sql").write_text("CREATE TABLE more (id int);")
+        (migrations_dir / "9001_more.sql").write_text("CREATE TABLE more (id int);")
 
         with pytest.raises(MigrationError, match="0001_sessions was changed"):
             await migrate(conn, migrations_dir)
 
         assert await conn.fetchval("SELECT to_regclass('more')") is None
-        assert await conn.fetchval("SELECT max(version) FROM schema_migrations") == 1
+        assert await conn.fetchval("SELECT max(version) FROM schema_migrations") == max(
+            m.version for m in load_migrations()
+        )
     finally:
         await conn.close()
 
@@ -83,19 +87,21 @@ async def test_changed_applied_migration_is_refused(database_dsn: str, migration
 async def test_migrations_apply_in_order_each_in_a_transaction(
     database_dsn: str, migrations_dir: Path
 ) -> None:
-    (migrations_dir / "0010_uses_later.sql").write_text("ALTER TABLE notes ADD COLUMN n int;")
-    (migrations_dir / "0002_notes.sql").write_text("CREATE TABLE notes (body text);")
-    (migrations_dir / "0011_broken.sql").write_text("CREATE TABLE half (id int); SELECT 1/0;")
+    # Fixture migrations are numbered 9001+ so they never collide with the real ones.
+    (migrations_dir / "9010_uses_later.sql").write_text("ALTER TABLE notes ADD COLUMN n int;")
+    (migrations_dir / "9001_notes.sql").write_text("CREATE TABLE notes (body text);")
+    (migrations_dir / "9011_broken.sql").write_text("CREATE TABLE half (id int); SELECT 1/0;")
+    shipped = [m.version for m in load_migrations()]
     conn = await asyncpg.connect(database_dsn)
     try:
         with pytest.raises(asyncpg.DivisionByZeroError):
             await migrate(conn, migrations_dir)
         versions = await conn.fetch("SELECT version FROM schema_migrations ORDER BY applied_at")
-        assert [r["version"] for r in versions] == [1, 2, 10]
+        assert [r["version"] for r in versions] == [*shipped, 9001, 9010]
         assert await conn.fetchval("SELECT to_regclass('half')") is None  # rolled back
         # The lock was released despite the failure: a second run gets it and retries.
-        (migrations_dir / "0011_broken.sql").write_text("CREATE TABLE half (id int);")
-        assert [m.version for m in await migrate(conn, migrations_dir, lock_timeout=2)] == [11]
+        (migrations_dir / "9011_broken.sql").write_text("CREATE TABLE half (id int);")
+        assert [m.version for m in await migrate(conn, migrations_dir, lock_timeout=2)] == [9011]
     finally:
         await conn.close()
 
@@ -110,7 +116,7 @@ async def test_concurrent_migrations_apply_each_once(
     database_dsn: str, migrations_dir: Path
 ) -> None:
     # A slow migration keeps the first runner inside the lock while the others arrive.
-    (migrations_dir / "0002_slow.sql").write_text(
+    (migrations_dir / "9001_slow.sql").write_text(
         "SELECT pg_sleep(0.3); CREATE TABLE slow (id int);"
     )
     conns = [await asyncpg.connect(database_dsn) for _ in range(4)]
@@ -121,9 +127,10 @@ async def test_concurrent_migrations_apply_each_once(
         for conn in conns:
             await conn.close()
 
+    expected = [*(m.version for m in load_migrations()), 9001]
     applied = sorted(m.version for result in results for m in result)
-    assert applied == [1, 2]
-    assert [r["version"] for r in rows] == [1, 2]
+    assert applied == expected
+    assert [r["version"] for r in rows] == expected
 
 
 # --- Database -------------------------------------------------------------------------
@@ -186,7 +193,9 @@ async def test_open_embedded_restart_reuses_data_dir(pg_data_dir: Path) -> None:
     try:
         record = await db.sessions.get_session(session_id)
         assert record is not None and record.engines == {"stt": "whisper"}
-        assert await db.pool.fetchval("SELECT count(*) FROM schema_migrations") == 1
+        assert await db.pool.fetchval("SELECT count(*) FROM schema_migrations") == len(
+            load_migrations()
+        )
     finally:
         await db.close()
     print(f"embedded start: fresh {fresh_start:.2f} s, restart {restart:.2f} s")

@@ -1,0 +1,183 @@
+"""Everything a session keeps: its frames, its phone messages, its recordings, its record."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from loguru import logger
+from pipecat.frames.frames import Frame
+from pipecat.pipeline.worker import PipelineWorker
+
+from processors.recorder import AudioRecorder, Recordings
+from protocol import SessionEnded, SessionStarted
+from storage.audio_store import AudioStore, LocalAudioStore
+from storage.conversations import ConversationStore
+from storage.database import Database
+from storage.journal import JournalWriter
+from storage.sessions import SessionStore
+from tap.conversation import ConversationLog
+from tap.observer import FrameTap
+from tap.phone import PhoneLink
+from transport.livekit import KaneLiveKitTransport
+
+
+@dataclass
+class Archive:
+    """The worker's stores, shared by its sessions.
+
+    Parameters:
+        sessions: Session records.
+        journal: The frame journal's writer.
+        conversations: Conversation records and UI interactions.
+        audio: Where recordings go.
+    """
+
+    sessions: SessionStore
+    journal: JournalWriter
+    conversations: ConversationStore
+    audio: AudioStore
+
+    @classmethod
+    def open(cls, database: Database, data_dir: Path) -> Archive:
+        """The stores of a worker, over its database and its data folder.
+
+        The journal spools to `<data_dir>/journal.spool` while the database is away;
+        recordings go to `<data_dir>/recordings`.
+        """
+        # Batches of 1000 rows keep a backlog drain from holding the event loop (~3 ms p99).
+        journal = JournalWriter(
+            database.pool, spool_path=data_dir / "journal.spool", max_batch=1000
+        )
+        journal.start()
+        return cls(
+            sessions=database.sessions,
+            journal=journal,
+            conversations=database.conversations,
+            audio=LocalAudioStore(data_dir / "recordings"),
+        )
+
+    async def close(self) -> None:
+        """Write out what the journal still holds."""
+        await self.journal.close()
+
+
+class SessionArchive:
+    """Keeps one session: the tap on its frames, its phone link, its recorder, its record."""
+
+    def __init__(
+        self,
+        *,
+        archive: Archive,
+        session_id: str,
+        user_id: str,
+        room: str,
+        transport: KaneLiveKitTransport,
+        engines: dict[str, str],
+        pipeline: dict[str, Any],
+    ):
+        """Prepare to keep a session.
+
+        Args:
+            archive: The worker's stores.
+            session_id: The session.
+            user_id: Its person (their LiveKit identity).
+            room: Its LiveKit room.
+            transport: The session's LiveKit transport.
+            engines: Which engine runs each stage.
+            pipeline: The session's pipeline (processors between STT and LLM and their params).
+        """
+        self._archive = archive
+        self._session_id = session_id
+        self._user_id = user_id
+        self._room = room
+        self._engines = engines
+        self._pipeline = pipeline
+        self._worker: PipelineWorker | None = None
+        self._started = time.monotonic()
+        self.recorder = AudioRecorder(session_id=session_id, store=archive.audio)
+        self.phone = PhoneLink(
+            transport=transport,
+            session_id=session_id,
+            user_identity=user_id,
+            journal=self._record,
+            push_frame=self._push_frame,
+            store_ui=self._store_ui,
+        )
+        self.tap = FrameTap(session_id=session_id, journal=archive.journal, phone=self.phone)
+
+    def attach(self, worker: PipelineWorker) -> None:
+        """Give the archive the worker that the phone's frames go into."""
+        self._worker = worker
+
+    async def begin(self) -> None:
+        """Open the session's records and the phone link.
+
+        A database that is away costs the session its records, not its conversation: the
+        journal spools meanwhile.
+        """
+        self.phone.start()
+        try:
+            await self._archive.sessions.create_session(
+                self._session_id, self._user_id, self._room, self._engines
+            )
+            await self._archive.conversations.start(self._session_id, self._user_id, self._pipeline)
+        except Exception as e:
+            logger.error(f"{self}: records of {self._session_id} not opened: {e}")
+
+    def user_joined(self) -> None:
+        """Tell the phone its session has started."""
+        self.phone.send(
+            SessionStarted(
+                session_id=self._session_id, user_id=self._user_id, engines=self._engines
+            )
+        )
+        self._record("session_started", {"user_id": self._user_id, "engines": self._engines})
+
+    async def announce_end(self, reason: str) -> None:
+        """Tell the phone why the session ends, while the bot is still in the room."""
+        self.phone.send(SessionEnded(reason=reason))
+        await self.phone.close()
+
+    async def finish(self, reason: str) -> None:
+        """Close everything after the pipeline has ended and complete the conversation record."""
+        await self.phone.close()
+        self._record("session_ended", {"reason": reason})
+        recordings = await self.recorder.close()
+        try:
+            await self._archive.journal.flush(uuid.UUID(self._session_id))
+        except Exception as e:
+            logger.error(f"{self}: journal flush at the end of {self._session_id} failed: {e}")
+        conversation = self.tap.conversation
+        try:
+            await self._save_record(reason, recordings, conversation)
+        except Exception as e:
+            logger.error(f"{self}: record of {self._session_id} not saved: {e}")
+
+    async def _save_record(
+        self, reason: str, recordings: Recordings, conversation: ConversationLog
+    ) -> None:
+        await self._archive.conversations.finish(
+            self._session_id,
+            transcript=conversation.transcript,
+            ai_response=conversation.ai_response,
+            duration_s=time.monotonic() - self._started,
+            user_audio_url=recordings.user_url,
+            bot_audio_url=recordings.bot_url,
+            audio_url=recordings.user_url,
+            turn_count=len(conversation.user),
+        )
+        await self._archive.sessions.end_session(self._session_id, reason)
+
+    def _record(self, kind: str, payload: dict[str, Any]) -> None:
+        self.tap.record(kind, payload)
+
+    async def _push_frame(self, frame: Frame) -> None:
+        if self._worker is not None:
+            await self._worker.queue_frame(frame)
+
+    async def _store_ui(self, seq: int, kind: str, payload: dict[str, Any]) -> None:
+        await self._archive.conversations.record_ui(self._session_id, seq, kind, payload)

@@ -1,0 +1,185 @@
+"""The phone's side of a session: protocol messages out, validated messages in."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from loguru import logger
+from pipecat.frames.frames import Frame
+
+from frames.ui import QuestEditFrame, UiEventFrame, UiStateFrame
+from protocol import (
+    TOPIC,
+    BotResponse,
+    BotState,
+    ErrorMessage,
+    FinalTranscript,
+    Hello,
+    Incoming,
+    Outbox,
+    PartialTranscript,
+    ProtocolError,
+    QuestEdit,
+    ServerData,
+    UiEvent,
+    UiState,
+    parse_incoming,
+)
+from transport.livekit import KaneLiveKitTransport
+
+TRANSCRIPTION_TOPIC = "lk.transcription"
+AGENT_STATE_ATTRIBUTE = "lk.agent.state"
+
+JournalHook = Callable[[str, dict[str, Any]], None]
+FrameHook = Callable[[Frame], Awaitable[None]]
+UiHook = Callable[[int, str, dict[str, Any]], Awaitable[None]]
+
+
+class PhoneLink:
+    """Talks with the person's phone over the room's data channel.
+
+    Outgoing messages are queued without waiting and sent in order by one task, each as a
+    protocol envelope on the `kane` topic; transcripts also go out on LiveKit's
+    `lk.transcription` text stream and the bot's state as its `lk.agent.state` attribute,
+    so stock LiveKit clients follow along. Incoming packets are validated: a bad one is
+    answered with an `error` message and journaled, a stranger's is ignored, and a good one
+    is journaled, stored and pushed into the pipeline as a frame.
+    """
+
+    def __init__(
+        self,
+        *,
+        transport: KaneLiveKitTransport,
+        session_id: str,
+        user_identity: str,
+        journal: JournalHook,
+        push_frame: FrameHook,
+        store_ui: UiHook,
+    ):
+        """Connect the link to a session's transport.
+
+        Args:
+            transport: The session's LiveKit transport.
+            session_id: The session, named in every envelope.
+            user_identity: The only participant whose messages are accepted.
+            journal: Records a non-frame event (kind, payload) in the session's journal.
+            push_frame: Puts a frame into the session's pipeline.
+            store_ui: Stores a UI interaction (the phone's seq, kind, payload).
+        """
+        self._transport = transport
+        self._session_id = session_id
+        self._user = user_identity
+        self._journal = journal
+        self._push_frame = push_frame
+        self._store_ui = store_ui
+        self._outbox = Outbox(session_id)
+        self._queue: asyncio.Queue[ServerData | None] = asyncio.Queue()
+        self._sender: asyncio.Task | None = None
+        self._user_segment = 0
+        self._bot_segment = 0
+        self._strangers: set[str] = set()
+        transport.on_topic(TOPIC, self.receive)
+
+    def __str__(self) -> str:
+        return f"PhoneLink({self._session_id})"
+
+    def start(self) -> None:
+        """Start sending."""
+        self._sender = asyncio.create_task(self._send_loop(), name=f"kane-phone-{self._session_id}")
+
+    def send(self, data: ServerData) -> None:
+        """Queue a message for the phone (never waits)."""
+        self._queue.put_nowait(data)
+
+    async def close(self, timeout_s: float = 3.0) -> None:
+        """Send what is queued, then stop."""
+        if self._sender is None:
+            return
+        self._queue.put_nowait(None)
+        try:
+            await asyncio.wait_for(self._sender, timeout_s)
+        except TimeoutError:
+            logger.warning(f"{self}: {self._queue.qsize()} messages not sent before the end")
+        self._sender = None
+
+    async def _send_loop(self) -> None:
+        while (data := await self._queue.get()) is not None:
+            try:
+                await self._transport.publish(self._outbox.pack(data), topic=TOPIC)
+                await self._follow_livekit_conventions(data)
+            except Exception as e:
+                logger.warning(f"{self}: {data.type} not sent: {e}")
+
+    async def _follow_livekit_conventions(self, data: ServerData) -> None:
+        if isinstance(data, BotState):
+            await self._transport.set_attributes({AGENT_STATE_ATTRIBUTE: data.state})
+        elif isinstance(data, PartialTranscript | FinalTranscript):
+            final = isinstance(data, FinalTranscript)
+            await self._transport.send_text(
+                data.text,
+                topic=TRANSCRIPTION_TOPIC,
+                attributes={
+                    "lk.segment_id": f"user-{self._user_segment}",
+                    "lk.transcription_final": "true" if final else "false",
+                },
+                sender_identity=self._user,
+            )
+            self._user_segment += int(final)
+        elif isinstance(data, BotResponse):
+            self._bot_segment += 1
+            await self._transport.send_text(
+                data.text,
+                topic=TRANSCRIPTION_TOPIC,
+                attributes={
+                    "lk.segment_id": f"kane-{self._bot_segment}",
+                    "lk.transcription_final": "true",
+                },
+            )
+
+    async def receive(self, payload: bytes, sender: str | None) -> None:
+        """Handle one packet that arrived on the `kane` topic."""
+        if sender != self._user:
+            if sender not in self._strangers:
+                self._strangers.add(sender or "")
+                logger.warning(f"{self}: ignoring messages from {sender!r}, not the session's user")
+            return
+        try:
+            message = parse_incoming(payload, session_id=self._session_id)
+        except ProtocolError as e:
+            logger.info(f"{self}: refused a message: {e.code}: {e.message}")
+            self._journal("protocol_error", {"code": e.code, "message": e.message})
+            self.send(ErrorMessage(code=e.code, message=e.message))
+            return
+        await self._accept(message)
+
+    async def _accept(self, message: Incoming) -> None:
+        data = message.data
+        payload = data.model_dump(mode="json")
+        self._journal(f"phone_{data.type}", {"seq": message.seq, **payload})
+        now = time.time()
+        frame: Frame | None = None
+        if isinstance(data, UiState):
+            frame = UiStateFrame(
+                current_screen=data.current_screen,
+                selected_quest=data.selected_quest,
+                visible_quest_ids=list(data.visible_quest_ids),
+                received_at=now,
+            )
+        elif isinstance(data, UiEvent):
+            frame = UiEventFrame(
+                action=data.action, target=data.target, value=data.value, received_at=now
+            )
+        elif isinstance(data, QuestEdit):
+            changes = data.changes.model_dump(exclude_none=True)
+            frame = QuestEditFrame(quest_id=data.quest_id, changes=changes, received_at=now)
+        elif isinstance(data, Hello):
+            logger.info(f"{self}: the phone runs app {data.app_version}")
+        if frame is not None:
+            try:
+                await self._store_ui(message.seq, data.type, payload)
+            except Exception as e:
+                logger.error(f"{self}: UI interaction not stored: {e}")
+            await self._push_frame(frame)

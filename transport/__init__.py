@@ -1,0 +1,1 @@
+"""KANE's side of the LiveKit room, beyond what Pipecat's transport offers."""

@@ -1,0 +1,103 @@
+"""Pipecat's LiveKit transport, with topics, text streams and attributes."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from livekit import rtc
+from loguru import logger
+from pipecat.transports.livekit.transport import LiveKitTransport
+
+DataHandler = Callable[[bytes, str | None], Coroutine[Any, Any, None]]
+
+
+class KaneLiveKitTransport(LiveKitTransport):
+    """A LiveKit transport that also speaks LiveKit's conventions and KANE's data topic.
+
+    Pipecat's transport sends data packets without a topic and hands received packets over
+    without theirs. KANE's phone protocol lives on its own topic, and stock LiveKit clients
+    read transcripts from the `lk.transcription` text stream and the agent's state from the
+    `lk.agent.state` attribute, so this subclass adds those.
+    """
+
+    def __init__(self, *args, **kwargs):
+        """Create the transport (arguments as `LiveKitTransport`)."""
+        super().__init__(*args, **kwargs)
+        self._topic_handlers: dict[str, DataHandler] = {}
+        self._handler_tasks: set[asyncio.Task] = set()
+        self.add_event_handler("on_connected", self._listen_for_topics)
+
+    @property
+    def _room(self) -> rtc.Room:
+        return self._client.room
+
+    def on_topic(self, topic: str, handler: DataHandler) -> None:
+        """Call `handler(payload, sender_identity)` for every data packet on `topic`."""
+        self._topic_handlers[topic] = handler
+
+    async def _listen_for_topics(self, transport: LiveKitTransport) -> None:
+        self._room.on("data_received", self._on_data_packet)
+
+    def _on_data_packet(self, packet: rtc.DataPacket) -> None:
+        handler = self._topic_handlers.get(packet.topic or "")
+        if handler is None:
+            return
+        sender = packet.participant.identity if packet.participant else None
+        # LiveKit calls this synchronously on the event loop; handle the packet on a task of
+        # its own, kept until it is done.
+        task = asyncio.get_running_loop().create_task(handler(bytes(packet.data), sender))
+        self._handler_tasks.add(task)
+        task.add_done_callback(self._handler_tasks.discard)
+
+    async def publish(self, payload: bytes, *, topic: str) -> bool:
+        """Send a reliable data packet on `topic` to everyone in the room.
+
+        Returns:
+            Whether it was handed to LiveKit (False before the bot joined or after it left).
+        """
+        if not self._room.isconnected():
+            return False
+        try:
+            await self._room.local_participant.publish_data(payload, reliable=True, topic=topic)
+        except Exception as e:
+            logger.warning(f"{self}: data on '{topic}' not sent: {e}")
+            return False
+        return True
+
+    async def send_text(
+        self,
+        text: str,
+        *,
+        topic: str,
+        attributes: dict[str, str],
+        sender_identity: str | None = None,
+    ) -> None:
+        """Send `text` as one LiveKit text stream (used for `lk.transcription`).
+
+        Args:
+            text: The text.
+            topic: The stream's topic.
+            attributes: The stream's attributes (for example `lk.transcription_final`).
+            sender_identity: On whose behalf the text is sent (the person, for their words).
+        """
+        if not self._room.isconnected():
+            return
+        try:
+            writer = await self._room.local_participant.stream_text(
+                topic=topic, attributes=attributes, sender_identity=sender_identity
+            )
+            await writer.write(text)
+            await writer.aclose()
+        except Exception as e:
+            logger.warning(f"{self}: text stream on '{topic}' not sent: {e}")
+
+    async def set_attributes(self, attributes: dict[str, str]) -> None:
+        """Set attributes of the bot's participant (for example `lk.agent.state`)."""
+        if not self._room.isconnected():
+            return
+        try:
+            await self._room.local_participant.set_attributes(attributes)
+        except Exception as e:
+            logger.warning(f"{self}: attributes not set: {e}")
