@@ -109,9 +109,11 @@ async def run_throughput(
     await ticker
     await writer.close()
 
-    stored, distinct = await database.pool.fetchrow(
+    counts = await database.pool.fetchrow(
         "SELECT count(*), count(DISTINCT (session_id, seq)) FROM frame_journal"
     )
+    assert counts is not None
+    stored, distinct = counts
     return {
         "events": total,
         "elapsed_s": round(elapsed_s, 3),

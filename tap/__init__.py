@@ -1,0 +1,1 @@
+"""KANE's tap: every frame of a session, journaled and translated for the phone."""
