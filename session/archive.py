@@ -169,6 +169,11 @@ class SessionArchive:
             bot_audio_url=recordings.bot_url,
             audio_url=recordings.user_url,
             turn_count=len(conversation.user),
+            quests_created=conversation.quests_created,
+            quest_refinements=conversation.quest_refinements,
+            correction_count=conversation.correction_count,
+            main_quest_identified=conversation.main_quest_identified,
+            success_criteria_defined=conversation.success_criteria_defined,
         )
         await self._archive.sessions.end_session(self._session_id, reason)
 

@@ -15,12 +15,20 @@ from pipecat.frames.frames import (
     UserStoppedSpeakingFrame,
 )
 
+from frames.quests import QuestDraftFrame, QuestOperationFrame
 from protocol import (
     BotResponse,
     BotState,
     FinalTranscript,
     PartialTranscript,
+    Quest,
+    QuestCompleted,
+    QuestCreated,
+    QuestDeleted,
+    QuestDraft,
+    QuestUpdated,
     ServerData,
+    SuccessCriteriaSet,
     ToolCall,
 )
 from tap.payloads import transcript_confidence
@@ -37,8 +45,8 @@ _STATE_AFTER: dict[type[Frame], str] = {
 class PhoneTranslator:
     """Turns the frames of a session into the messages of the phone protocol.
 
-    Stateless but for the bot's state, which is only announced when it changes. Quest and
-    emotion frames plug in here when their stages exist.
+    Stateless but for the bot's state, which is only announced when it changes. Emotion
+    frames plug in here when their stage exists.
     """
 
     def __init__(self) -> None:
@@ -62,9 +70,45 @@ class PhoneTranslator:
             if getattr(frame, "will_be_spoken", False) and frame.text.strip():
                 return BotResponse(text=frame.text)
             return None
+        if isinstance(frame, QuestDraftFrame):
+            return QuestDraft(
+                draft_id=frame.draft_id,
+                title=frame.title,
+                kind=frame.kind,
+                confidence=min(max(frame.confidence, 0.0), 1.0),
+                source_words=frame.source_words,
+                retracted=frame.retracted,
+            )
+        if isinstance(frame, QuestOperationFrame):
+            return _quest_message(frame)
         if isinstance(frame, FunctionCallInProgressFrame):
             arguments = frame.arguments if isinstance(frame.arguments, dict) else {}
             return ToolCall(
                 call_id=frame.tool_call_id, name=frame.function_name, arguments=arguments
             )
         return None
+
+
+def _quest_message(frame: QuestOperationFrame) -> ServerData:
+    quest = frame.quest
+    quest_id = str(quest["id"])
+    if frame.op == "create":
+        return QuestCreated(
+            quest=Quest(
+                id=quest_id,
+                title=quest["title"],
+                kind=quest["kind"],
+                status=quest.get("status", "active"),
+                success_criteria=list(quest.get("success_criteria") or []),
+                version=quest.get("version", 1),
+            )
+        )
+    if frame.op == "set_success_criteria":
+        return SuccessCriteriaSet(
+            quest_id=quest_id, criteria=list(quest.get("success_criteria") or [])
+        )
+    if frame.op == "complete":
+        return QuestCompleted(quest_id=quest_id)
+    if frame.op == "delete":
+        return QuestDeleted(quest_id=quest_id)
+    return QuestUpdated(quest_id=quest_id, changes=frame.changes, version=quest.get("version", 1))

@@ -109,3 +109,54 @@ async def test_non_frame_events_share_the_numbering():
         (1, "protocol_error", "none"),
         (2, "session_ended", "none"),
     ]
+
+
+async def test_quest_drafts_and_operations_reach_the_phone_and_the_record():
+    from frames.quests import QuestDraftFrame, QuestOperationFrame
+    from protocol import QuestCreated, QuestDraft, QuestUpdated, SuccessCriteriaSet
+
+    quest = {
+        "id": "q-1",
+        "title": "Ship onboarding",
+        "kind": "main",
+        "status": "active",
+        "success_criteria": [],
+        "version": 1,
+    }
+    frames = [
+        QuestDraftFrame(
+            draft_id="d-1",
+            title="Ship onboarding",
+            kind="main",
+            confidence=0.8,
+            source_words="my main quest is to ship onboarding",
+        ),
+        QuestDraftFrame(
+            draft_id="d-1",
+            title="Ship onboarding",
+            kind="main",
+            confidence=0.8,
+            source_words="scratch that",
+            retracted=True,
+        ),
+        QuestOperationFrame(op="create", quest=quest, trigger_phrase="ship onboarding"),
+        QuestOperationFrame(
+            op="update",
+            quest={**quest, "title": "Ship it", "version": 2},
+            changes={"title": "Ship it"},
+        ),
+        QuestOperationFrame(
+            op="set_success_criteria",
+            quest={**quest, "success_criteria": ["live in the app store"], "version": 3},
+            changes={"success_criteria": ["live in the app store"]},
+        ),
+    ]
+    _, sent, tap, _ = await tap_frames(frames)
+    assert isinstance(sent[0], QuestDraft) and sent[0].confidence == 0.8
+    assert sent[1].retracted is True
+    assert isinstance(sent[2], QuestCreated) and sent[2].quest.title == "Ship onboarding"
+    assert sent[3] == QuestUpdated(quest_id="q-1", changes={"title": "Ship it"}, version=2)
+    assert sent[4] == SuccessCriteriaSet(quest_id="q-1", criteria=["live in the app store"])
+    log = tap.conversation
+    assert (log.quests_created, log.quest_refinements, log.correction_count) == (1, 2, 1)
+    assert log.main_quest_identified and log.success_criteria_defined
