@@ -15,6 +15,7 @@ from storage.conversations import ConversationStore
 from storage.embedded import EmbeddedPostgres
 from storage.journal import JournalWriter
 from storage.migrations import migrate
+from storage.quests import QuestStore
 from storage.sessions import SessionStore
 
 # Connections are cheap to hold and the event loop is single-threaded: a worker rarely
@@ -55,6 +56,7 @@ class Database:
         self._embedded = embedded
         self._sessions = SessionStore(pool)
         self._conversations = ConversationStore(pool)
+        self._quests = QuestStore(pool)
 
     def __str__(self) -> str:
         return f"Database({self._description})"
@@ -127,6 +129,11 @@ class Database:
     def conversations(self) -> ConversationStore:
         """Conversation rows (start, finish, get) and UI interactions."""
         return self._conversations
+
+    @property
+    def quests(self) -> QuestStore:
+        """Each user's current quests, with every change versioned in quest_history."""
+        return self._quests
 
     def journal_writer(self, spool_path: Path, **options: Any) -> JournalWriter:
         """Returns a frame journal writer on this database's pool (not yet started).

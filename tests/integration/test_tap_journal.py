@@ -125,7 +125,8 @@ async def test_database_outage_mid_session_loses_no_frame(
         # Every frame queued, not only every event the tap numbered, reached the journal.
         expected = [
             (type(f).__name__, getattr(f, "text", None))
-            for f in sent if not isinstance(f, InputAudioRawFrame)
+            for f in sent
+            if not isinstance(f, InputAudioRawFrame)
         ]
         journaled = [
             (row["kind"], row["payload"].get("text"))
