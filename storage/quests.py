@@ -190,9 +190,7 @@ class QuestStore:
                 # Another session of the same user made a main quest in between.
                 raise _second_main_error(None) from e
             quest = _quest(row)
-            await _record(
-                conn, quest, None, session_id, trigger_phrase, confidence, source
-            )
+            await _record(conn, quest, None, session_id, trigger_phrase, confidence, source)
         return quest
 
     async def update(
@@ -243,9 +241,7 @@ class QuestStore:
             wanted["success_criteria"] = _check_criteria(success_criteria)
         if status is not None:
             if status not in STATUSES:
-                raise QuestError(
-                    "invalid_status", f"Status must be one of {', '.join(STATUSES)}."
-                )
+                raise QuestError("invalid_status", f"Status must be one of {', '.join(STATUSES)}.")
             wanted["status"] = status
         async with self._pool.acquire() as conn, conn.transaction():
             current = await _lock(conn, quest_id, user_id)
@@ -447,9 +443,7 @@ async def _lock(conn: _Connection, quest_id: str, user_id: str) -> Quest:
             user_id,
         )
     if row is not None and row["status"] == "deleted":
-        raise QuestError(
-            "unknown_quest", f"Quest '{row['title']}' (id {quest_id}) was deleted."
-        )
+        raise QuestError("unknown_quest", f"Quest '{row['title']}' (id {quest_id}) was deleted.")
     if row is None:
         raise QuestError(
             "unknown_quest",
