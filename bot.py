@@ -25,22 +25,34 @@ from pipecat.transports.livekit.transport import LiveKitParams, LiveKitTransport
 from pipecat.workers.runner import WorkerRunner
 
 import prompts
+from processors.coach_turn import CoachTurnNote
+from processors.partial_quests import PartialQuestDetector
+from processors.quest_board import QuestBoardTracker
+from processors.quest_edits import QuestEditApplier
+from processors.screen_context import ScreenContextInjector
+from quests.board import QuestBoard
+from quests.tools import QuestTools, quest_tools_schema
+from quests.trigger import last_user_words
 from services.factory import build_llm, build_stt, build_tts
 from session.archive import Archive, SessionArchive
 from session.lifecycle import JoinDeadlines, SessionLifecycle
 from settings import Settings
 from storage.database import Database
+from storage.quests import QuestStore
 from transport.livekit import KaneLiveKitTransport
 
 
 @dataclass
 class BotSession:
-    """A session's pipeline worker and the lifecycle that watches it."""
+    """A session's pipeline worker, the lifecycle that watches it, and what it keeps."""
 
     session_id: str
+    user_id: str
     worker: PipelineWorker
     lifecycle: SessionLifecycle
     archive: SessionArchive | None
+    board: QuestBoard
+    quests: QuestStore | None
 
 
 def create_session(
@@ -55,11 +67,13 @@ def create_session(
         runner_args: The room to join; ``body`` carries ``session_id`` and ``user_id``.
         settings: The worker's settings.
         http: A shared HTTP session for the services that want one.
-        archive: The worker's stores; without them nothing of the session is kept.
+        archive: The worker's stores; without them nothing of the session is kept and the
+            LLM gets no quest tools.
     """
     body = runner_args.body or {}
     session_id = str(body.get("session_id") or runner_args.session_id or uuid.uuid4())
-    user_identity = str(body.get("user_id", ""))
+    user_id = str(body.get("user_id", ""))
+    quests = archive.quests if archive else None
 
     # Services
     transport = KaneLiveKitTransport(
@@ -75,15 +89,31 @@ def create_session(
     )
     tts = build_tts(settings, http)
 
-    # KANE's own stages between STT and the LLM (quests, screen context, emotion) go here.
-    kane_stages: list[FrameProcessor] = []
+    # The conversation's context, and the quests it keeps through the LLM's tools
+    context = LLMContext(tools=quest_tools_schema()) if quests else LLMContext()
+    user_aggregator, assistant_aggregator = LLMContextAggregatorPair(context)
+    board = QuestBoard()
+    if quests:
+        QuestTools(
+            quests,
+            user_id=user_id,
+            session_id=session_id,
+            trigger_phrase=lambda: last_user_words(context),
+        ).register(llm)
 
-    # What the session keeps: the tap on every frame, the phone link, the recordings.
+    # KANE's own stages between STT and the LLM
+    kane_stages: list[FrameProcessor] = [PartialQuestDetector()]
+    if quests:
+        kane_stages.append(
+            QuestEditApplier(store=quests, user_id=user_id, session_id=session_id, context=context)
+        )
+
+    # What the session keeps: the tap on every frame, the phone link, the recordings
     kept = (
         SessionArchive(
             archive=archive,
             session_id=session_id,
-            user_id=user_identity,
+            user_id=user_id,
             room=runner_args.room_name,
             transport=transport,
             engines=settings.describe_engines(),
@@ -93,9 +123,6 @@ def create_session(
         else None
     )
 
-    context = LLMContext()
-    user_aggregator, assistant_aggregator = LLMContextAggregatorPair(context)
-
     # Pipeline
     pipeline = Pipeline(
         [
@@ -104,7 +131,10 @@ def create_session(
             stt,
             *kane_stages,
             user_aggregator,
+            ScreenContextInjector(context=context, quest_title=_quest_title(quests, user_id)),
+            CoachTurnNote(context=context, board=board),
             llm,
+            QuestBoardTracker(board=board),
             tts,
             transport.output(),
             *([kept.recorder] if kept else []),
@@ -126,7 +156,7 @@ def create_session(
     lifecycle = SessionLifecycle(
         worker=worker,
         transport=transport,
-        user_identity=user_identity,
+        user_identity=user_id,
         deadlines=JoinDeadlines(
             bot_s=settings.kane_bot_join_timeout_s, user_s=settings.kane_user_join_timeout_s
         ),
@@ -140,7 +170,19 @@ def create_session(
         if settings.kane_greeting:
             await worker.queue_frames([TTSSpeakFrame(settings.kane_greeting)])
 
-    return BotSession(session_id=session_id, worker=worker, lifecycle=lifecycle, archive=kept)
+    return BotSession(session_id, user_id, worker, lifecycle, kept, board, quests)
+
+
+def _quest_title(quests: QuestStore | None, user_id: str):
+    """Looks up the title of one of the person's quests (for the screen context)."""
+    if quests is None:
+        return None
+
+    async def title(quest_id: str) -> str | None:
+        quest = await quests.get(quest_id, user_id)
+        return quest.title if quest else None
+
+    return title
 
 
 async def run_session(session: BotSession, *, handle_sigint: bool = False) -> str:
@@ -154,6 +196,12 @@ async def run_session(session: BotSession, *, handle_sigint: bool = False) -> st
     await runner.add_workers(session.worker)
     if session.archive:
         await session.archive.begin()
+    if session.quests:
+        try:
+            active = await session.quests.list_active(session.user_id)
+            session.board.load([quest.to_dict() for quest in active])
+        except Exception as e:
+            logger.error(f"Session {session.session_id}: quests not loaded: {e}")
     session.lifecycle.start()
     try:
         await runner.run()

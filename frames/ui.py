@@ -18,6 +18,8 @@ class UiStateFrame(DataFrame):
         received_at: When the worker received the state (seconds since the epoch).
     """
 
+    # What the person did is kept even when they interrupt the bot.
+    interruptible: bool = field(default=False, init=False)
     current_screen: str = ""
     selected_quest: str | None = None
     visible_quest_ids: list[str] = field(default_factory=list)
@@ -35,6 +37,7 @@ class UiEventFrame(DataFrame):
         received_at: When the worker received it (seconds since the epoch).
     """
 
+    interruptible: bool = field(default=False, init=False)
     action: str = ""
     target: str = ""
     value: str | None = None
@@ -51,6 +54,7 @@ class QuestEditFrame(DataFrame):
         received_at: When the worker received it (seconds since the epoch).
     """
 
+    interruptible: bool = field(default=False, init=False)
     quest_id: str = ""
     changes: dict = field(default_factory=dict)
     received_at: float = 0.0

@@ -18,6 +18,7 @@ from storage.audio_store import AudioStore, LocalAudioStore
 from storage.conversations import ConversationStore
 from storage.database import Database
 from storage.journal import JournalWriter
+from storage.quests import QuestStore
 from storage.sessions import SessionStore
 from tap.conversation import ConversationLog
 from tap.observer import FrameTap
@@ -34,12 +35,14 @@ class Archive:
         journal: The frame journal's writer.
         conversations: Conversation records and UI interactions.
         audio: Where recordings go.
+        quests: The person's quests and their history.
     """
 
     sessions: SessionStore
     journal: JournalWriter
     conversations: ConversationStore
     audio: AudioStore
+    quests: QuestStore
 
     @classmethod
     def open(cls, database: Database, data_dir: Path) -> Archive:
@@ -58,6 +61,7 @@ class Archive:
             journal=journal,
             conversations=database.conversations,
             audio=LocalAudioStore(data_dir / "recordings"),
+            quests=database.quests,
         )
 
     async def close(self) -> None:

@@ -189,6 +189,7 @@ class QuestStore:
             except asyncpg.UniqueViolationError as e:
                 # Another session of the same user made a main quest in between.
                 raise _second_main_error(None) from e
+            assert row is not None  # RETURNING of an insert
             quest = _quest(row)
             await _record(conn, quest, None, session_id, trigger_phrase, confidence, source)
         return quest
@@ -481,6 +482,7 @@ async def _apply(
         )
     except asyncpg.UniqueViolationError as e:
         raise _second_main_error(None) from e
+    assert row is not None  # the row is locked by this transaction
     quest = _quest(row)
     diff = {name: {"from": before[name], "to": value} for name, value in changes.items()}
     await _record(conn, quest, diff, session_id, trigger_phrase, confidence, source)

@@ -22,7 +22,10 @@ RESULTS = Path(os.environ.get("KANE_RESULTS_DIR", ".cache/results"))
 
 @pytest.fixture
 async def stt() -> AsyncIterator[DeepgramEmulator]:
-    async with DeepgramEmulator(behavior=Behavior(first_latency_s=STT_FINAL_S)) as emulator:
+    # eSpeak speaks about 0.3 s a word; interims keep up with the words as Deepgram's do.
+    async with DeepgramEmulator(
+        behavior=Behavior(first_latency_s=STT_FINAL_S), seconds_per_word=0.2
+    ) as emulator:
         yield emulator
 
 

@@ -49,7 +49,8 @@ async def test_a_spoken_main_quest_becomes_real_and_the_screen_reaches_the_llm(
         final = first_index(kane, lambda m: m.type == "final_transcript")
         call = first_index(kane, lambda m: m.type == "tool_call")
         made = first_index(kane, lambda m: m.type == "quest_created")
-        assert draft < final < call < made, order
+        partials = [m.payload["data"]["text"] for m in kane if m.type == "partial_transcript"]
+        assert draft < final < call < made, (order, partials[-4:])
         assert "onboarding" in kane[draft].payload["data"]["title"].lower()
         assert kane[call].payload["data"]["name"] == "create_quest"
 
