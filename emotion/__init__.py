@@ -1,0 +1,1 @@
+"""How the person sounds: analyzers of a turn's voice and words, and what they estimate."""
