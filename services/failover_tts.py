@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
+from typing import Any
 
 from loguru import logger
 from pipecat.frames.frames import (
@@ -16,9 +18,11 @@ from pipecat.frames.frames import (
     StartFrame,
     TTSAudioRawFrame,
 )
-from pipecat.processors.frame_processor import FrameProcessorSetup
+from pipecat.processors.frame_processor import FrameDirection, FrameProcessorSetup
 from pipecat.services.settings import TTSSettings
 from pipecat.services.tts_service import TTSService
+
+from frames.emotion import ToneFrame
 
 
 @dataclass
@@ -115,6 +119,31 @@ class FailoverTTSService(TTSService):
         await super().cleanup()
         for _, service in self._services:
             await service.cleanup()
+
+    async def process_frame(self, frame: Frame, direction: FrameDirection):
+        """Take a `ToneFrame` for every voice it holds; everything else as a TTS does."""
+        if isinstance(frame, ToneFrame):
+            await super().process_frame(frame, direction)
+            await self._apply_tone(frame)
+            return
+        await super().process_frame(frame, direction)
+
+    async def _apply_tone(self, tone: ToneFrame) -> None:
+        """Give each voice the tone in the terms it understands (instructions, description)."""
+        for name, service in self._services:
+            settings_class: type[TTSSettings] = type(service.settings)  # type: ignore[assignment]
+            fields = {f.name for f in dataclasses.fields(settings_class)}
+            values: dict[str, Any] = {}
+            if "instructions" in fields and tone.instructions:
+                values["instructions"] = tone.instructions
+            if "description" in fields and tone.description:
+                values["description"] = tone.description
+            if "speed" in fields and tone.speed is not None:
+                values["speed"] = tone.speed
+            if values:
+                # The voices are not in the pipeline, so no settings frame reaches them.
+                await service._update_settings(settings_class(**values))
+                logger.debug(f"{self}: tone of '{name}' now {sorted(values)}")
 
     async def run_tts(self, text: str, context_id: str) -> AsyncGenerator[Frame | None, None]:
         """Speak `text` with the first service that manages to.

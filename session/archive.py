@@ -178,6 +178,9 @@ class SessionArchive:
             correction_count=conversation.correction_count,
             main_quest_identified=conversation.main_quest_identified,
             success_criteria_defined=conversation.success_criteria_defined,
+            emotional_journey=conversation.emotional_journey,
+            speaking_pace=conversation.speaking_pace,
+            clarity_score=conversation.clarity_score,
         )
         await self._archive.sessions.end_session(self._session_id, reason)
 

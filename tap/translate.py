@@ -15,10 +15,12 @@ from pipecat.frames.frames import (
     UserStoppedSpeakingFrame,
 )
 
+from frames.emotion import EmotionFrame
 from frames.quests import QuestDraftFrame, QuestOperationFrame
 from protocol import (
     BotResponse,
     BotState,
+    EmotionChanged,
     FinalTranscript,
     PartialTranscript,
     Quest,
@@ -45,8 +47,7 @@ _STATE_AFTER: dict[type[Frame], str] = {
 class PhoneTranslator:
     """Turns the frames of a session into the messages of the phone protocol.
 
-    Stateless but for the bot's state, which is only announced when it changes. Emotion
-    frames plug in here when their stage exists.
+    Stateless but for the bot's state, which is only announced when it changes.
     """
 
     def __init__(self) -> None:
@@ -81,6 +82,15 @@ class PhoneTranslator:
             )
         if isinstance(frame, QuestOperationFrame):
             return _quest_message(frame)
+        if isinstance(frame, EmotionFrame):
+            if not frame.changed:
+                return None
+            return EmotionChanged(
+                label=frame.label,
+                scores=frame.scores,
+                valence=frame.valence,
+                arousal=frame.arousal,
+            )
         if isinstance(frame, FunctionCallInProgressFrame):
             arguments = frame.arguments if isinstance(frame.arguments, dict) else {}
             return ToolCall(

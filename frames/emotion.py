@@ -1,0 +1,50 @@
+"""Frames of how the person sounds, and of how KANE should sound back."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from pipecat.frames.frames import DataFrame
+
+
+@dataclass
+class EmotionFrame(DataFrame):
+    """How the person sounded in a turn (or in part of a long one).
+
+    Parameters:
+        label: The strongest label: calm, excited, stressed, tired, frustrated, uncertain,
+            neutral.
+        scores: A score 0..1 for each label.
+        valence: Unpleasant (-1) to pleasant (+1).
+        arousal: Low (0) to high (1) energy.
+        source: The analyzer that estimated it.
+        features: What the estimate rests on (speaking rate, energy, sentiment...).
+        changed: The label changed, or a score moved past the threshold, since the last one.
+        within_turn: Estimated while the turn goes on.
+    """
+
+    label: str = "neutral"
+    scores: dict[str, float] = field(default_factory=dict)
+    valence: float = 0.0
+    arousal: float = 0.0
+    source: str = ""
+    features: dict[str, float] = field(default_factory=dict)
+    changed: bool = False
+    within_turn: bool = False
+
+
+@dataclass
+class ToneFrame(DataFrame):
+    """How KANE's voice should sound from now on.
+
+    Parameters:
+        instructions: Free-text delivery instructions (OpenAI gpt-4o-mini-tts).
+        description: Acting description (Hume Octave).
+        speed: Speaking speed, 1.0 normal, where the voice supports it.
+    """
+
+    # A tone change must reach the voice even if the person interrupts.
+    interruptible: bool = field(default=False, init=False)
+    instructions: str = ""
+    description: str = ""
+    speed: float | None = None
