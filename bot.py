@@ -26,6 +26,7 @@ from pipecat.workers.runner import WorkerRunner
 
 import prompts
 from processors.coach_turn import CoachTurnNote
+from processors.emotion import EmotionStage
 from processors.partial_quests import PartialQuestDetector
 from processors.quest_board import QuestBoardTracker
 from processors.quest_edits import QuestEditApplier
@@ -33,7 +34,7 @@ from processors.screen_context import ScreenContextInjector
 from quests.board import QuestBoard
 from quests.tools import QuestTools, quest_tools_schema
 from quests.trigger import last_user_words
-from services.factory import build_llm, build_stt, build_tts
+from services.factory import build_emotion_analyzers, build_llm, build_stt, build_tts
 from session.archive import Archive, SessionArchive
 from session.lifecycle import JoinDeadlines, SessionLifecycle
 from settings import Settings
@@ -102,7 +103,10 @@ def create_session(
         ).register(llm)
 
     # KANE's own stages between STT and the LLM
-    kane_stages: list[FrameProcessor] = [PartialQuestDetector()]
+    kane_stages: list[FrameProcessor] = [
+        PartialQuestDetector(),
+        EmotionStage(analyzers=build_emotion_analyzers(settings), context=context),
+    ]
     if quests:
         kane_stages.append(
             QuestEditApplier(store=quests, user_id=user_id, session_id=session_id, context=context)

@@ -81,6 +81,8 @@ class Settings(BaseSettings):
     hume_api_key: SecretStr | None = None
     hume_base_url: str = "https://api.hume.ai"
     hume_voice_id: str | None = None
+    # Emotion: Hume's realtime Expression Measurement API when HUME_API_KEY is set
+    hume_expression_url: str | None = None
 
     # Storage
     database_url: SecretStr | None = None
@@ -167,5 +169,8 @@ class Settings(BaseSettings):
             "llm": f"OpenAI {self.openai_model}"
             + (f" at {self.openai_base_url}" if self.openai_base_url else ""),
             "tts": tts,
+            "emotion": "Hume Expression Measurement -> local (prosody + VADER)"
+            if self.has_key("hume")
+            else "local (prosody + VADER)",
             "database": "DATABASE_URL" if self.database_url else "embedded PostgreSQL",
         }

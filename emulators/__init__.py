@@ -3,12 +3,14 @@
 Each is a small aiohttp server on 127.0.0.1 with settable latency and faults
 (``Behavior``), a control endpoint under ``/_emulator/``, and a record of what
 it received. Start one in-process (``async with OpenAIEmulator() as emu``) or all
-three as a subprocess (``python -m emulators``).
+of them as a subprocess (``python -m emulators``). Hume has two: Octave TTS
+(``HumeEmulator``) and realtime expression measurement (``HumeExpressionEmulator``).
 """
 
 from emulators.behavior import Behavior, Fault
 from emulators.deepgram import DeepgramEmulator
 from emulators.hume import HumeEmulator
+from emulators.hume_expression import HumeExpressionEmulator
 from emulators.openai import OpenAIEmulator
 from emulators.openai_chat import Reply, ToolCall
 from emulators.server import EmulatorServer, RecordedRequest
@@ -19,6 +21,7 @@ __all__ = [
     "EmulatorServer",
     "Fault",
     "HumeEmulator",
+    "HumeExpressionEmulator",
     "OpenAIEmulator",
     "RecordedRequest",
     "Reply",

@@ -1,4 +1,4 @@
-"""Run the three emulators as a process: ``python -m emulators [--deepgram-port N ...]``.
+"""Run the emulators as a process: ``python -m emulators [--deepgram-port N ...]``.
 
 Prints one JSON line with the URLs once all are listening, then runs until
 SIGTERM or SIGINT.
@@ -16,6 +16,7 @@ from loguru import logger
 
 from emulators.deepgram import DeepgramEmulator
 from emulators.hume import HumeEmulator
+from emulators.hume_expression import HumeExpressionEmulator
 from emulators.openai import OpenAIEmulator
 
 
@@ -25,6 +26,7 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--deepgram-port", type=int, default=0, help="0 picks a free port")
     parser.add_argument("--openai-port", type=int, default=0, help="0 picks a free port")
     parser.add_argument("--hume-port", type=int, default=0, help="0 picks a free port")
+    parser.add_argument("--hume-expression-port", type=int, default=0, help="0 picks a free port")
     parser.add_argument("--log-level", default="INFO", help="loguru level on stderr")
     return parser.parse_args(argv)
 
@@ -35,6 +37,7 @@ async def serve(args: argparse.Namespace) -> None:
         "deepgram": DeepgramEmulator(host=args.host, port=args.deepgram_port),
         "openai": OpenAIEmulator(host=args.host, port=args.openai_port),
         "hume": HumeEmulator(host=args.host, port=args.hume_port),
+        "hume_expression": HumeExpressionEmulator(host=args.host, port=args.hume_expression_port),
     }
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from pipecat.frames.frames import DataFrame
+from pipecat.frames.frames import DataFrame, SystemFrame
 
 
 @dataclass
@@ -34,8 +34,11 @@ class EmotionFrame(DataFrame):
 
 
 @dataclass
-class ToneFrame(DataFrame):
+class ToneFrame(SystemFrame):
     """How KANE's voice should sound from now on.
+
+    A system frame, so it overtakes the turn's reply on its way to the voice instead of
+    queueing behind the LLM's answer.
 
     Parameters:
         instructions: Free-text delivery instructions (OpenAI gpt-4o-mini-tts).
@@ -43,8 +46,6 @@ class ToneFrame(DataFrame):
         speed: Speaking speed, 1.0 normal, where the voice supports it.
     """
 
-    # A tone change must reach the voice even if the person interrupts.
-    interruptible: bool = field(default=False, init=False)
     instructions: str = ""
     description: str = ""
     speed: float | None = None

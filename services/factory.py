@@ -9,6 +9,9 @@ from pipecat.services.openai.llm import OpenAILLMService
 from pipecat.services.openai.tts import OpenAITTSService
 from pipecat.services.tts_service import TTSService
 
+from emotion.analyzer import EmotionAnalyzer
+from emotion.hume import HumeEmotionAnalyzer
+from emotion.local import LocalEmotionAnalyzer
 from services.failover_tts import FailoverTTSParams, FailoverTTSService
 from services.hume_tts import HumeOctaveTTSService
 from settings import Settings
@@ -107,3 +110,17 @@ def build_tts(settings: Settings, session: aiohttp.ClientSession) -> FailoverTTS
         services=[(engine, _build_one_tts(engine, settings, session)) for engine in engines],
         params=FailoverTTSParams(first_audio_timeout_s=settings.kane_tts_timeout_s),
     )
+
+
+def build_emotion_analyzers(settings: Settings) -> list[EmotionAnalyzer]:
+    """Hume's realtime expression measurement when HUME_API_KEY is set, then the local one.
+
+    The local analyzer is always last: the stage falls back to it when Hume fails.
+    """
+    analyzers: list[EmotionAnalyzer] = []
+    if settings.has_key("hume"):
+        analyzers.append(
+            HumeEmotionAnalyzer(_secret(settings, "hume"), base_url=settings.hume_expression_url)
+        )
+    analyzers.append(LocalEmotionAnalyzer())
+    return analyzers
