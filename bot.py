@@ -54,6 +54,8 @@ class BotSession:
     archive: SessionArchive | None
     board: QuestBoard
     quests: QuestStore | None
+    context: LLMContext
+    coach: CoachTurnNote
 
 
 def create_session(
@@ -128,6 +130,7 @@ def create_session(
     )
 
     # Pipeline
+    coach = CoachTurnNote(context=context, board=board)
     pipeline = Pipeline(
         [
             transport.input(),
@@ -136,7 +139,7 @@ def create_session(
             *kane_stages,
             user_aggregator,
             ScreenContextInjector(context=context, quest_title=_quest_title(quests, user_id)),
-            CoachTurnNote(context=context, board=board),
+            coach,
             llm,
             QuestBoardTracker(board=board),
             tts,
@@ -174,7 +177,7 @@ def create_session(
         if settings.kane_greeting:
             await worker.queue_frames([TTSSpeakFrame(settings.kane_greeting)])
 
-    return BotSession(session_id, user_id, worker, lifecycle, kept, board, quests)
+    return BotSession(session_id, user_id, worker, lifecycle, kept, board, quests, context, coach)
 
 
 def _quest_title(quests: QuestStore | None, user_id: str):
@@ -189,6 +192,18 @@ def _quest_title(quests: QuestStore | None, user_id: str):
     return title
 
 
+def _personalize(session: BotSession) -> None:
+    """What KANE learned of the person: a profile in the context, coaching to match."""
+    plan = session.archive.plan if session.archive else None
+    if plan is None:
+        return
+    if plan.profile:
+        session.context.add_message(
+            {"role": "system", "content": prompts.render("profile", profile=plan.profile)}
+        )
+    session.coach.needs_coaching = plan.needs_coaching_probability
+
+
 async def run_session(session: BotSession, *, handle_sigint: bool = False) -> str:
     """Run a session until it ends; returns why it ended.
 
@@ -200,6 +215,7 @@ async def run_session(session: BotSession, *, handle_sigint: bool = False) -> st
     await runner.add_workers(session.worker)
     if session.archive:
         await session.archive.begin()
+        _personalize(session)
     if session.quests:
         try:
             active = await session.quests.list_active(session.user_id)

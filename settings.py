@@ -87,6 +87,13 @@ class Settings(BaseSettings):
     # Storage
     database_url: SecretStr | None = None
 
+    # Check-ins: a webhook POST with today's draft at the person's usual planning time
+    kane_checkin_webhook_url: str | None = None
+    kane_checkin_webhook_secret: SecretStr | None = None
+    kane_checkin_poll_s: float = Field(default=15.0, gt=0)
+    kane_checkin_tz: str = "UTC"
+    kane_checkin_timeout_s: float = Field(default=10.0, gt=0)
+
     @field_validator("kane_tts", mode="before")
     @classmethod
     def _split_tts_list(cls, value: object) -> object:
@@ -112,6 +119,12 @@ class Settings(BaseSettings):
             raise ValueError(
                 "LiveKit needs all of LIVEKIT_URL, LIVEKIT_API_KEY and LIVEKIT_API_SECRET"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _checkin_secret_with_url(self) -> Settings:
+        if self.kane_checkin_webhook_url and not self.kane_checkin_webhook_secret:
+            raise ValueError("KANE_CHECKIN_WEBHOOK_URL needs KANE_CHECKIN_WEBHOOK_SECRET to sign")
         return self
 
     @property

@@ -1,5 +1,6 @@
 """The worker's HTTP API: GET /health and POST /connect."""
 
+import datetime
 import tomllib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -9,6 +10,7 @@ from typing import Annotated
 
 import aiohttp
 from fastapi import Depends, FastAPI, Header, HTTPException, Request
+from fastapi import Path as PathParam
 from fastapi.responses import JSONResponse
 from loguru import logger
 from pydantic import BaseModel, ConfigDict, Field
@@ -16,11 +18,14 @@ from pydantic import BaseModel, ConfigDict, Field
 from api.auth import Authenticator, AuthError, Caller
 from api.livekit_rooms import LiveKitRooms
 from api.sessions import AtCapacityError, SessionManager
+from checkins import CheckinScheduler, WebhookNotifier, default_worker_id
+from quests.plan import draft_plan
 from session.archive import Archive
 from settings import Settings
 from storage.database import Database
 
 RETRY_AFTER_S = 30
+USER_ID_PATTERN = r"^[A-Za-z0-9._@:+-]+$"
 
 
 class ConnectRequest(BaseModel):
@@ -28,9 +33,7 @@ class ConnectRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    user_id: str | None = Field(
-        default=None, min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._@:+-]+$"
-    )
+    user_id: str | None = Field(default=None, min_length=1, max_length=128, pattern=USER_ID_PATTERN)
     app_version: str | None = Field(default=None, max_length=64)
 
 
@@ -97,10 +100,15 @@ def create_app(settings: Settings) -> FastAPI:
                 sessions=sessions,
                 authenticator=Authenticator(settings),
             )
+            checkins = _checkin_scheduler(settings, database, http)
+            if checkins:
+                checkins.start()
             try:
                 yield
             finally:
                 logger.info("Worker stopping: no new sessions; ending the running ones")
+                if checkins:
+                    await checkins.stop()
                 if sessions:
                     await sessions.shutdown()
                 if rooms:
@@ -149,6 +157,20 @@ def create_app(settings: Settings) -> FastAPI:
         }
         return JSONResponse(body, status_code=200 if database_ok else 503)
 
+    @app.get("/users/{user_id}/draft")
+    async def user_draft(
+        request: Request,
+        who: Annotated[Caller, Depends(caller)],
+        user_id: Annotated[str, PathParam(min_length=1, max_length=128, pattern=USER_ID_PATTERN)],
+    ) -> JSONResponse:
+        # A person sees only their own plan; a trusted backend (shared token) anyone's.
+        if who.user_id is not None and who.user_id != user_id:
+            raise HTTPException(status_code=403, detail="a user sees only their own draft")
+        database = worker(request).database
+        today = database.patterns.local_day(datetime.datetime.now(datetime.UTC))
+        plan = await draft_plan(database, user_id, today=today)
+        return JSONResponse(plan.to_dict())
+
     @app.post("/connect")
     async def connect(
         request: Request,
@@ -177,6 +199,32 @@ def create_app(settings: Settings) -> FastAPI:
         )
 
     return app
+
+
+def _checkin_scheduler(
+    settings: Settings, database: Database, http: aiohttp.ClientSession
+) -> CheckinScheduler | None:
+    """The daily check-ins, when a webhook is configured."""
+    if not settings.kane_checkin_webhook_url or not settings.kane_checkin_webhook_secret:
+        return None
+
+    async def todays_draft(user_id: str) -> dict:
+        today = database.patterns.local_day(datetime.datetime.now(datetime.UTC))
+        return (await draft_plan(database, user_id, today=today)).to_dict()
+
+    return CheckinScheduler(
+        database.pool,
+        WebhookNotifier(
+            settings.kane_checkin_webhook_url,
+            settings.kane_checkin_webhook_secret.get_secret_value(),
+            http=http,
+            timeout_s=settings.kane_checkin_timeout_s,
+        ),
+        draft=todays_draft,
+        worker_id=default_worker_id(),
+        poll_s=settings.kane_checkin_poll_s,
+        tz=settings.kane_checkin_tz,
+    )
 
 
 def _user_for(who: Caller, body: ConnectRequest | None) -> str:

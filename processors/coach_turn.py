@@ -12,21 +12,30 @@ from quests.board import QuestBoard
 NOTE_PREFIX = "[coach]"
 
 
-def coach_note(board: QuestBoard) -> str:
+# A person this likely to need coaching gets more of it.
+COACH_MORE_FROM = 0.6
+
+
+def coach_note(board: QuestBoard, needs_coaching: float | None = None) -> str:
     """The orchestration rule for the board as it stands.
 
     No main quest yet: ask for it. A main quest without success criteria: ask how they will
-    know it is done. Otherwise: acknowledge in a sentence.
+    know it is done. Otherwise: acknowledge in a sentence. A person who often needs coaching
+    (from their patterns) gets a nudge to coach more.
     """
     main = board.main_quest
+    criteria = [c for c in (main or {}).get("success_criteria") or [] if c]
     if main is None:
-        return prompts.render("turn_no_main_quest")
-    criteria = [c for c in main.get("success_criteria") or [] if c]
-    if not criteria:
-        return prompts.render("turn_no_success_criteria", main_quest=main["title"])
-    return prompts.render(
-        "turn_acknowledge", main_quest=main["title"], criteria="; ".join(criteria)
-    )
+        note = prompts.render("turn_no_main_quest")
+    elif not criteria:
+        note = prompts.render("turn_no_success_criteria", main_quest=main["title"])
+    else:
+        note = prompts.render(
+            "turn_acknowledge", main_quest=main["title"], criteria="; ".join(criteria)
+        )
+    if needs_coaching is not None and needs_coaching >= COACH_MORE_FROM:
+        note = f"{note} {prompts.render('turn_coach_more')}"
+    return note
 
 
 class CoachTurnNote(FrameProcessor):
@@ -41,6 +50,7 @@ class CoachTurnNote(FrameProcessor):
         super().__init__(**kwargs)
         self._context = context
         self._board = board
+        self.needs_coaching: float | None = None
 
     async def process_frame(self, frame: Frame, direction: FrameDirection):
         """Refresh the note as a turn's context passes; pass every frame on."""
@@ -55,6 +65,7 @@ class CoachTurnNote(FrameProcessor):
                     and str(m.get("content", "")).startswith(NOTE_PREFIX)
                 )
             ]
-            messages.append({"role": "system", "content": coach_note(self._board)})
+            note = coach_note(self._board, self.needs_coaching)
+            messages.append({"role": "system", "content": note})
             self._context.set_messages(messages)
         await self.push_frame(frame, direction)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import time
 import uuid
 from dataclasses import dataclass
@@ -14,6 +15,7 @@ from pipecat.pipeline.worker import PipelineWorker
 
 from processors.recorder import AudioRecorder, Recordings
 from protocol import SessionEnded, SessionStarted
+from quests.plan import PlanDraft, PlanSources, draft_plan
 from storage.audio_store import AudioStore, LocalAudioStore
 from storage.conversations import ConversationStore
 from storage.database import Database
@@ -36,6 +38,7 @@ class Archive:
         conversations: Conversation records and UI interactions.
         audio: Where recordings go.
         quests: The person's quests and their history.
+        plans: What today's plan is drafted from (patterns, past quests).
     """
 
     sessions: SessionStore
@@ -43,6 +46,7 @@ class Archive:
     conversations: ConversationStore
     audio: AudioStore
     quests: QuestStore
+    plans: PlanSources
 
     @classmethod
     def open(cls, database: Database, data_dir: Path) -> Archive:
@@ -62,6 +66,7 @@ class Archive:
             conversations=database.conversations,
             audio=LocalAudioStore(data_dir / "recordings"),
             quests=database.quests,
+            plans=database,
         )
 
     async def close(self) -> None:
@@ -102,6 +107,7 @@ class SessionArchive:
         self._pipeline = pipeline
         self._worker: PipelineWorker | None = None
         self._started = time.monotonic()
+        self.plan: PlanDraft | None = None
         self.recorder = AudioRecorder(session_id=session_id, store=archive.audio)
         self.phone = PhoneLink(
             transport=transport,
@@ -131,15 +137,24 @@ class SessionArchive:
             await self._archive.conversations.start(self._session_id, self._user_id, self._pipeline)
         except Exception as e:
             logger.error(f"{self}: records of {self._session_id} not opened: {e}")
+        try:
+            plans = self._archive.plans
+            today = plans.patterns.local_day(datetime.datetime.now(datetime.UTC))
+            self.plan = await draft_plan(plans, self._user_id, today=today)
+        except Exception as e:
+            logger.error(f"{self}: today's plan not drafted: {e}")
 
     def user_joined(self) -> None:
-        """Tell the phone its session has started."""
+        """Tell the phone its session has started, and today's drafted plan."""
         self.phone.send(
             SessionStarted(
                 session_id=self._session_id, user_id=self._user_id, engines=self._engines
             )
         )
         self._record("session_started", {"user_id": self._user_id, "engines": self._engines})
+        if self.plan is not None:
+            self.phone.send(self.plan.to_protocol())
+            self._record("plan_draft", self.plan.to_dict())
 
     async def announce_end(self, reason: str) -> None:
         """Tell the phone why the session ends, while the bot is still in the room."""
@@ -160,6 +175,11 @@ class SessionArchive:
             await self._save_record(reason, recordings, conversation)
         except Exception as e:
             logger.error(f"{self}: record of {self._session_id} not saved: {e}")
+        try:
+            # What KANE knows of the person changes with every session.
+            await self._archive.plans.patterns.analyze(self._user_id)
+        except Exception as e:
+            logger.error(f"{self}: patterns of the session's user not updated: {e}")
 
     async def _save_record(
         self, reason: str, recordings: Recordings, conversation: ConversationLog

@@ -4,6 +4,7 @@ Examples::
 
     uv run python -m storage sessions --user u1 --limit 20
     uv run python -m storage timeline 0b6f...-...
+    uv run python -m storage patterns --all
 
 Connects to ``DATABASE_URL``, or to the embedded PostgreSQL when it is unset.
 """
@@ -23,6 +24,7 @@ from typing import Any, TextIO
 from loguru import logger
 
 from storage.database import Database
+from storage.patterns import PatternStore, UserPatterns
 
 _TEXT_WIDTH = 100
 # Payload keys shown in the timeline, in this order; anything else is left out.
@@ -46,6 +48,15 @@ def main(argv: Sequence[str] | None = None, out: TextIO = sys.stdout) -> int:
     sessions.add_argument("--limit", type=int, default=20, help="most sessions (default 20)")
     timeline = commands.add_parser("timeline", help="print a session's journal in order")
     timeline.add_argument("session_id", type=uuid.UUID, help="the session id")
+    patterns = commands.add_parser("patterns", help="analyse users' patterns into user_patterns")
+    who = patterns.add_mutually_exclusive_group(required=True)
+    who.add_argument("--user", help="analyse this user")
+    who.add_argument("--all", action="store_true", help="analyse every user")
+    patterns.add_argument(
+        "--tz",
+        default=os.environ.get("KANE_CHECKIN_TZ", "UTC"),
+        help="time zone of days and session times (default $KANE_CHECKIN_TZ or UTC)",
+    )
     args = parser.parse_args(argv)
 
     logger.remove()  # a listing, not a log: only problems go to stderr
@@ -58,6 +69,9 @@ async def _run(args: argparse.Namespace, out: TextIO) -> int:
     try:
         if args.command == "sessions":
             return await print_sessions(database, out, user=args.user, limit=args.limit)
+        if args.command == "patterns":
+            store = PatternStore(database.pool, tz=args.tz)
+            return await analyze_patterns(store, out, user=args.user, err=sys.stderr)
         return await print_timeline(database, out, args.session_id)
     finally:
         await database.close()
@@ -128,6 +142,85 @@ async def print_timeline(database: Database, out: TextIO, session_id: uuid.UUID)
         line = f"{elapsed:+9.3f}s {arrow} {row['kind']:28} {summarize(row['payload'])}"
         print(line.rstrip(), file=out)
     return 0
+
+
+async def analyze_patterns(
+    store: PatternStore, out: TextIO, *, user: str | None = None, err: TextIO | None = None
+) -> int:
+    """Analyses one user's patterns, or every user's with a progress bar, and prints them.
+
+    Args:
+        store: The pattern store to analyse with (its time zone applies).
+        out: Where to print the patterns.
+        user: This user only; None for every user.
+        err: Where the progress bar goes (``--all`` only); None for no bar.
+
+    Returns:
+        The exit status (0).
+    """
+    if user is not None:
+        await store.analyze(user)
+        users = [user]
+    else:
+        bar = _ProgressBar(err) if err is not None else None
+        users = await store.analyze_all(progress=bar)
+        if bar is not None:
+            bar.close()
+    print(
+        f"{'user':16}  {'sessions':>8}  {'time':5}  {'q/day':>5}  {'done':>4}  {'coach':>5}  "
+        "usual main quest",
+        file=out,
+    )
+    for user_id in users:
+        patterns = await store.get(user_id)
+        if patterns is not None:
+            print(_pattern_line(patterns), file=out)
+    if not users:
+        print("(no users)", file=out)
+    return 0
+
+
+def _pattern_line(p: UserPatterns) -> str:
+    when = f"{p.preferred_session_time:%H:%M}" if p.preferred_session_time else "-"
+    main = p.common_main_quests[0] if p.common_main_quests else None
+    usual = f"{main.title} ({main.days} days)" if main else "-"
+    return (
+        f"{_clip(p.user_id, 16):16}  {p.session_count:>8}  {when:5}  "
+        f"{_optional(p.average_quests_per_day, '.1f'):>5}  "
+        f"{_optional(p.completion_rate, '.0%'):>4}  "
+        f"{_optional(p.needs_coaching_probability, '.2f'):>5}  {_clip(usual, 40)}"
+    )
+
+
+def _optional(value: float | None, spec: str) -> str:
+    return "-" if value is None else format(value, spec)
+
+
+class _ProgressBar:
+    """A text progress bar on a stream: redrawn in place on a terminal, a line a tenth otherwise."""
+
+    WIDTH = 30
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+        self._tty = stream.isatty()
+        self._shown = -1
+
+    def __call__(self, done: int, total: int, user_id: str) -> None:
+        tenth = done * 10 // max(total, 1)
+        if not self._tty and tenth == self._shown and done != total:
+            return
+        self._shown = tenth
+        filled = done * self.WIDTH // max(total, 1)
+        line = f"[{'#' * filled}{'.' * (self.WIDTH - filled)}] {done}/{total} {_clip(user_id, 24)}"
+        self._stream.write(f"\r{line:<70}" if self._tty else line + "\n")
+        self._stream.flush()
+
+    def close(self) -> None:
+        """Ends the bar's line."""
+        if self._tty and self._shown >= 0:
+            self._stream.write("\n")
+            self._stream.flush()
 
 
 def summarize(payload: Any) -> str:

@@ -15,6 +15,7 @@ from storage.conversations import ConversationStore
 from storage.embedded import EmbeddedPostgres
 from storage.journal import JournalWriter
 from storage.migrations import migrate
+from storage.patterns import PatternStore
 from storage.quests import QuestStore
 from storage.sessions import SessionStore
 
@@ -57,6 +58,7 @@ class Database:
         self._sessions = SessionStore(pool)
         self._conversations = ConversationStore(pool)
         self._quests = QuestStore(pool)
+        self._patterns = PatternStore(pool)
 
     def __str__(self) -> str:
         return f"Database({self._description})"
@@ -134,6 +136,11 @@ class Database:
     def quests(self) -> QuestStore:
         """Each user's current quests, with every change versioned in quest_history."""
         return self._quests
+
+    @property
+    def patterns(self) -> PatternStore:
+        """What KANE learned about each user (``user_patterns``), days taken in UTC."""
+        return self._patterns
 
     def journal_writer(self, spool_path: Path, **options: Any) -> JournalWriter:
         """Returns a frame journal writer on this database's pool (not yet started).

@@ -70,6 +70,7 @@ async def test_a_spoken_turn_is_kept_whole(worker, stt, openai, onboarding_wav, 
     kane = [m for m in client.messages if m.topic == "kane" and m.kind == "data"]
     types = [m.type for m in kane]
     assert types[0] == "session_started", types
+    assert types[1] == "plan_draft", types  # today's drafted plan (empty for a new person)
     assert [m.payload["seq"] for m in kane] == list(range(1, len(kane) + 1))
     assert {m.payload["session_id"] for m in kane} == {grant["session_id"]}
     partial = first_index(kane, lambda m: m.type == "partial_transcript")

@@ -107,3 +107,21 @@ async def test_without_keys_or_livekit_connect_says_what_is_missing(api):
     response = await api.post("/connect", headers={"Authorization": f"Bearer {token}"})
     assert response.status_code == 503
     assert "OPENAI_API_KEY" in response.json()["detail"]
+
+
+def bearer(sub: str) -> dict[str, str]:
+    token = jwt.encode({"sub": sub, "exp": int(time.time()) + 60}, SECRET, "HS256")
+    return {"Authorization": f"Bearer {token}"}
+
+
+async def test_a_person_reads_their_own_draft_and_no_one_elses(api):
+    own = await api.get("/users/ada/draft", headers=bearer("ada"))
+    assert own.status_code == 200
+    draft = own.json()
+    assert draft["user_id"] == "ada" and draft["main"] is None and draft["carried_over"] == []
+    assert (await api.get("/users/grace/draft", headers=bearer("ada"))).status_code == 403
+    assert (await api.get("/users/grace/draft")).status_code == 401
+    trusted = await api.get("/users/grace/draft", headers={"Authorization": "Bearer shared-token"})
+    assert trusted.status_code == 200
+    bad = await api.get("/users/a%20b/draft", headers=bearer("a b"))
+    assert bad.status_code == 422
