@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -65,7 +66,7 @@ class RecordedRequest:
         }
 
 
-class EmulatorServer:
+class EmulatorServer(ABC):
     """Base of the loopback emulators: an aiohttp app on 127.0.0.1.
 
     Subclasses add the vendor routes in ``_add_routes`` and the scripting in
@@ -199,8 +200,9 @@ class EmulatorServer:
 
     # Subclass hooks and helpers.
 
+    @abstractmethod
     def _add_routes(self, app: web.Application) -> None:
-        raise NotImplementedError
+        """Add the vendor's routes to the emulator's app."""
 
     def _key_ok(self, key: str | None) -> bool:
         if not key:
