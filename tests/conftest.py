@@ -2,4 +2,5 @@ pytest_plugins = [
     "tests.support.postgres",
     "tests.support.livekit",
     "tests.support.speech",
+    "tests.support.histories",
 ]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
 
 import pytest
 from pipecat.frames.frames import InterruptionFrame, TextFrame, TranscriptionFrame
@@ -15,13 +14,6 @@ from frames.ui import QuestEditFrame
 from processors.quest_edits import NOTE_PREFIX, QuestEditApplier
 from storage.database import Database
 from storage.quests import QuestStore
-
-
-@pytest.fixture
-async def database(database_dsn: str) -> AsyncIterator[Database]:
-    db = await Database.open(database_dsn)
-    yield db
-    await db.close()
 
 
 @pytest.fixture

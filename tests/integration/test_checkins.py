@@ -6,7 +6,6 @@ import asyncio
 import hashlib
 import hmac
 import json
-from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
@@ -63,13 +62,6 @@ class RecordingNotifier:
 
 async def draft(user_id: str) -> dict[str, Any]:
     return {"main_quest": {"title": f"{user_id}'s recurring quest", "confidence": 0.8}}
-
-
-@pytest.fixture
-async def database(database_dsn: str) -> AsyncIterator[Database]:
-    db = await Database.open(database_dsn)
-    yield db
-    await db.close()
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, time
 
 import asyncpg
@@ -12,13 +11,6 @@ import pytest
 from storage.database import Database
 
 PIPELINE = {"stt": {"service": "deepgram", "model": "nova-3"}, "llm": {"model": "gpt-4.1"}}
-
-
-@pytest.fixture
-async def database(database_dsn: str) -> AsyncIterator[Database]:
-    db = await Database.open(database_dsn)
-    yield db
-    await db.close()
 
 
 async def new_session(database: Database, user_id: str = "user-1") -> uuid.UUID:

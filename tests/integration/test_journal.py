@@ -10,7 +10,7 @@ import asyncio
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -22,13 +22,6 @@ from storage.embedded import EmbeddedPostgres
 from storage.journal import JournalEvent, JournalWriter
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture
-async def database(database_dsn: str) -> AsyncIterator[Database]:
-    db = await Database.open(database_dsn)
-    yield db
-    await db.close()
 
 
 @pytest.fixture

@@ -6,8 +6,7 @@ import asyncio
 import io
 import os
 import sys
-from collections.abc import AsyncIterator
-from datetime import UTC, date, datetime, time
+from datetime import date, datetime, time
 from pathlib import Path
 
 import pytest
@@ -15,25 +14,9 @@ import pytest
 from storage.cli import analyze_patterns
 from storage.database import Database
 from storage.patterns import group_titles, normalize_title, typical_time_of_day
-from tests.support.histories import STEADY_MAIN, GeneratedHistory, write_histories
+from tests.support.histories import STEADY_MAIN, USERS, GeneratedHistory
 
 ROOT = Path(__file__).resolve().parents[2]
-TODAY = datetime.now(UTC).date()
-USERS = {"steady": "steady", "scattered": "scattered", "nocrit": "no_criteria"}
-
-
-@pytest.fixture
-async def database(database_dsn: str) -> AsyncIterator[Database]:
-    database = await Database.open(database_dsn)
-    try:
-        yield database
-    finally:
-        await database.close()
-
-
-@pytest.fixture
-async def histories(database: Database) -> dict[str, GeneratedHistory]:
-    return await write_histories(database.pool, USERS, today=TODAY)
 
 
 def minutes(moment: time) -> int:

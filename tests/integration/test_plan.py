@@ -2,33 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from datetime import UTC, datetime, timedelta
-
-import pytest
+from datetime import timedelta
 
 from protocol import messages
 from quests.plan import draft_plan
 from storage.database import Database
 from storage.patterns import normalize_title
-from tests.support.histories import STEADY_MAIN, GeneratedHistory, write_histories
-
-TODAY = datetime.now(UTC).date()
-USERS = {"steady": "steady", "scattered": "scattered", "nocrit": "no_criteria"}
-
-
-@pytest.fixture
-async def database(database_dsn: str) -> AsyncIterator[Database]:
-    database = await Database.open(database_dsn)
-    try:
-        yield database
-    finally:
-        await database.close()
-
-
-@pytest.fixture
-async def histories(database: Database) -> dict[str, GeneratedHistory]:
-    return await write_histories(database.pool, USERS, today=TODAY)
+from tests.support.histories import STEADY_MAIN, TODAY, USERS, GeneratedHistory
 
 
 async def test_steady_users_recurring_quest_is_the_main_candidate(

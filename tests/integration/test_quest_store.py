@@ -4,19 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
 
 import pytest
 
 from storage.database import Database
 from storage.quests import QuestError, QuestStore
-
-
-@pytest.fixture
-async def database(database_dsn: str) -> AsyncIterator[Database]:
-    db = await Database.open(database_dsn)
-    yield db
-    await db.close()
 
 
 @pytest.fixture

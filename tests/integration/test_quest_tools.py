@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import pytest
@@ -70,13 +70,6 @@ class Session:
         await self.tools.handle(params)
         assert len(answered) == 1, "a handler answers exactly once"
         return answered[0]
-
-
-@pytest.fixture
-async def database(database_dsn: str) -> AsyncIterator[Database]:
-    db = await Database.open(database_dsn)
-    yield db
-    await db.close()
 
 
 async def new_session(database: Database, user_id: str = "ana") -> Session:

@@ -24,6 +24,9 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 import asyncpg
+import pytest
+
+from storage.database import Database
 
 PERSONAS = ("steady", "scattered", "no_criteria")
 
@@ -424,3 +427,13 @@ def _add_session(
 
 def _uuid(rng: random.Random) -> uuid.UUID:
     return uuid.UUID(int=rng.getrandbits(128), version=4)
+
+
+TODAY = datetime.now(UTC).date()
+USERS = {"steady": "steady", "scattered": "scattered", "nocrit": "no_criteria"}
+
+
+@pytest.fixture
+async def histories(database: Database) -> dict[str, GeneratedHistory]:
+    """Fourteen days of the three kinds of users, up to today."""
+    return await write_histories(database.pool, USERS, today=TODAY)

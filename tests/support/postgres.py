@@ -22,6 +22,7 @@ import asyncpg
 import pytest
 import pytest_asyncio
 
+from storage.database import Database
 from storage.embedded import EmbeddedPostgres
 
 
@@ -81,3 +82,13 @@ async def database_dsn(postgres_dsn: str) -> AsyncIterator[str]:
     dsn = await create_database(postgres_dsn)
     yield dsn
     await drop_database(postgres_dsn, dsn)
+
+
+@pytest.fixture
+async def database(database_dsn: str) -> AsyncIterator[Database]:
+    """KANE's storage layer over the test's own database, migrated; closed afterwards."""
+    database = await Database.open(database_dsn)
+    try:
+        yield database
+    finally:
+        await database.close()
