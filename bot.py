@@ -26,11 +26,9 @@ from pipecat.workers.runner import WorkerRunner
 
 import prompts
 from processors.coach_turn import CoachTurnNote
-from processors.emotion import EmotionStage
-from processors.partial_quests import PartialQuestDetector
 from processors.quest_board import QuestBoardTracker
-from processors.quest_edits import QuestEditApplier
 from processors.screen_context import ScreenContextInjector
+from processors.stages import PipelineSpec, StageNeeds, build_stages, load_pipeline
 from quests.board import QuestBoard
 from quests.tools import QuestTools, quest_tools_schema
 from quests.trigger import last_user_words
@@ -63,6 +61,7 @@ def create_session(
     settings: Settings,
     http: aiohttp.ClientSession,
     archive: Archive | None = None,
+    pipeline: PipelineSpec | None = None,
 ) -> BotSession:
     """Build the pipeline of one session.
 
@@ -72,6 +71,7 @@ def create_session(
         http: A shared HTTP session for the services that want one.
         archive: The worker's stores; without them nothing of the session is kept and the
             LLM gets no quest tools.
+        pipeline: KANE's stages between STT and the LLM; the file of KANE_PIPELINE if None.
     """
     body = runner_args.body or {}
     session_id = str(body.get("session_id") or runner_args.session_id or uuid.uuid4())
@@ -104,15 +104,18 @@ def create_session(
             trigger_phrase=lambda: last_user_words(context),
         ).register(llm)
 
-    # KANE's own stages between STT and the LLM
-    kane_stages: list[FrameProcessor] = [
-        PartialQuestDetector(),
-        EmotionStage(analyzers=build_emotion_analyzers(settings), context=context),
-    ]
-    if quests:
-        kane_stages.append(
-            QuestEditApplier(store=quests, user_id=user_id, session_id=session_id, context=context)
-        )
+    # KANE's own stages between STT and the LLM, as the pipeline file names them
+    pipeline = pipeline or load_pipeline(settings.kane_pipeline)
+    kane_stages: list[FrameProcessor] = build_stages(
+        pipeline,
+        StageNeeds(
+            context=context,
+            user_id=user_id,
+            session_id=session_id,
+            quests=quests,
+            emotion_analyzers=lambda: build_emotion_analyzers(settings),
+        ),
+    )
 
     # What the session keeps: the tap on every frame, the phone link, the recordings
     kept = (
@@ -123,7 +126,7 @@ def create_session(
             room=runner_args.room_name,
             transport=transport,
             engines=settings.describe_engines(),
-            pipeline={"stages": [type(stage).__name__ for stage in kane_stages]},
+            pipeline=pipeline.describe(),
         )
         if archive
         else None
@@ -131,7 +134,7 @@ def create_session(
 
     # Pipeline
     coach = CoachTurnNote(context=context, board=board)
-    pipeline = Pipeline(
+    processors = Pipeline(
         [
             transport.input(),
             VADProcessor(vad_analyzer=SileroVADAnalyzer()),
@@ -149,7 +152,7 @@ def create_session(
         ]
     )
     worker = PipelineWorker(
-        pipeline,
+        processors,
         params=PipelineParams(enable_metrics=True, enable_usage_metrics=True),
         conversation_id=session_id,
         enable_rtvi=False,

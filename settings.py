@@ -47,6 +47,8 @@ class Settings(BaseSettings):
     kane_max_sessions: int = Field(default=24, ge=1)
     kane_log_level: str = "INFO"
     kane_data_dir: Path = Field(default_factory=lambda: Path(platformdirs.user_data_dir("kane")))
+    # Which of KANE's stages run between STT and the LLM (a pipeline file, see pipelines/)
+    kane_pipeline: Path = Path(__file__).resolve().parent / "pipelines" / "default.toml"
 
     # Who may ask for a session
     kane_api_token: SecretStr | None = None

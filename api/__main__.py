@@ -2,19 +2,25 @@
 
 from __future__ import annotations
 
+import argparse
 import signal
 import sys
+from pathlib import Path
 
 import uvicorn
 from loguru import logger
 from pydantic import ValidationError
 
 from api.server import create_app
+from processors.stages import PipelineError, load_pipeline
 from settings import Settings
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     """Load the settings, say which engines run, and serve the HTTP API until SIGTERM."""
+    parser = argparse.ArgumentParser(prog="python -m api", description="Run the KANE worker.")
+    parser.add_argument("--pipeline", type=Path, help="pipeline file (default: KANE_PIPELINE)")
+    args = parser.parse_args(argv)
     logger.remove()
     try:
         settings = Settings()
@@ -27,9 +33,18 @@ def main() -> int:
         logger.error(f"Configuration refused: {problems}")
         return 2
     logger.add(sys.stderr, level=settings.kane_log_level.upper())
+    if args.pipeline is not None:
+        settings.kane_pipeline = args.pipeline
+    try:
+        pipeline = load_pipeline(settings.kane_pipeline)
+    except PipelineError as e:
+        logger.error(f"Configuration refused: {e}")
+        return 2
 
     for stage, engine in settings.describe_engines().items():
         logger.info(f"{stage:>9}: {engine}")
+    stages = ", ".join(stage.name for stage in pipeline.stages) or "none"
+    logger.info(f" pipeline: {pipeline.name} ({stages})")
     missing = settings.missing_keys()
     if missing:
         logger.warning("Sessions cannot start until these are set: " + "; ".join(missing))
@@ -40,7 +55,7 @@ def main() -> int:
     # that was there before it; make that one a clean exit.
     signal.signal(signal.SIGTERM, _exit_cleanly)
     uvicorn.run(
-        create_app(settings),
+        create_app(settings, pipeline),
         host=settings.kane_host,
         port=settings.port,
         log_level="warning",

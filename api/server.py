@@ -19,6 +19,7 @@ from api.auth import Authenticator, AuthError, Caller
 from api.livekit_rooms import LiveKitRooms
 from api.sessions import AtCapacityError, SessionManager
 from checkins import CheckinScheduler, WebhookNotifier, default_worker_id
+from processors.stages import PipelineSpec, load_pipeline
 from quests.plan import draft_plan
 from session.archive import Archive
 from settings import Settings
@@ -65,12 +66,14 @@ def read_version() -> str:
         return str(tomllib.load(f)["project"]["version"])
 
 
-def create_app(settings: Settings) -> FastAPI:
+def create_app(settings: Settings, pipeline: PipelineSpec | None = None) -> FastAPI:
     """The HTTP API; the database, LiveKit client and session manager live in its lifespan.
 
     Args:
         settings: The worker's settings.
+        pipeline: KANE's stages for every session; the file of KANE_PIPELINE if None.
     """
+    pipeline = pipeline or load_pipeline(settings.kane_pipeline)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -90,7 +93,7 @@ def create_app(settings: Settings) -> FastAPI:
                     http=http,
                 )
                 sessions = SessionManager(
-                    settings=settings, rooms=rooms, archive=archive, http=http
+                    settings=settings, rooms=rooms, archive=archive, http=http, pipeline=pipeline
                 )
             app.state.worker = Worker(
                 settings=settings,

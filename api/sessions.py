@@ -14,6 +14,7 @@ from pipecat.runner.types import LiveKitRunnerArguments
 
 from api.livekit_rooms import LiveKitRooms
 from bot import BotSession, create_session, run_session
+from processors.stages import PipelineSpec
 from session.archive import Archive
 from settings import Settings
 
@@ -67,6 +68,7 @@ class SessionManager:
         rooms: LiveKitRooms,
         archive: Archive,
         http: aiohttp.ClientSession,
+        pipeline: PipelineSpec,
     ):
         """Create the manager.
 
@@ -75,10 +77,12 @@ class SessionManager:
             rooms: Creates rooms and mints tokens.
             archive: The stores that keep each session.
             http: A shared HTTP session for the bots' services.
+            pipeline: KANE's stages for every session.
         """
         self._settings = settings
         self._rooms = rooms
         self._archive = archive
+        self._pipeline = pipeline
         self._http = http
         self._sessions: dict[str, LiveSession] = {}
         self._draining = False
@@ -133,7 +137,9 @@ class SessionManager:
     async def _run(self, live: LiveSession, runner_args: LiveKitRunnerArguments) -> None:
         reason = "the session ended"
         try:
-            live.bot = create_session(runner_args, self._settings, self._http, self._archive)
+            live.bot = create_session(
+                runner_args, self._settings, self._http, self._archive, self._pipeline
+            )
             reason = await run_session(live.bot)
         except asyncio.CancelledError:
             reason = "the worker stopped the session"
