@@ -1,6 +1,7 @@
 """After a spoken turn, everything of it is kept: journal, recordings, record, phone messages."""
 
 import asyncio
+import json
 import time
 import wave
 from pathlib import Path
@@ -118,6 +119,9 @@ async def test_a_spoken_turn_is_kept_whole(worker, stt, openai, onboarding_wav, 
     assert "onboarding flow" in record["transcript"]
     assert "main quest" in record["ai_response"].lower() or record["ai_response"]
     assert record["turn_count"] >= 1
+    pipeline = json.loads(record["pipeline"])  # a plain connection: jsonb comes as text
+    assert pipeline["name"] == "default"
+    assert [stage["name"] for stage in pipeline["stages"]][0] == "partial_quests"
     assert record["duration_s"] > 0
     present_s = left_at - joined_at
     user_s, bot_s = wav_seconds(record["user_audio_url"]), wav_seconds(record["bot_audio_url"])
