@@ -25,14 +25,15 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = Settings()
     except ValidationError as e:
-        logger.add(sys.stderr, level="INFO")
+        logger.add(sys.stderr, level="INFO", diagnose=False, backtrace=False)
         problems = "; ".join(
             f"{'.'.join(str(p) for p in err['loc']).upper() or 'settings'}: {err['msg']}"
             for err in e.errors()
         )
         logger.error(f"Configuration refused: {problems}")
         return 2
-    logger.add(sys.stderr, level=settings.kane_log_level.upper())
+    # diagnose=False: a traceback must never print local variables (keys, tokens).
+    logger.add(sys.stderr, level=settings.kane_log_level.upper(), diagnose=False, backtrace=False)
     if args.pipeline is not None:
         settings.kane_pipeline = args.pipeline
     try:

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import hmac
+import re
 from dataclasses import dataclass
 
 import jwt
 from loguru import logger
 
 from settings import Settings
+
+USER_ID = re.compile(r"^[A-Za-z0-9._@:+-]{1,128}$")
+RESERVED_IDS = frozenset({"kane"})  # the bot's own LiveKit identity
 
 
 class AuthError(Exception):
@@ -85,6 +89,6 @@ class Authenticator:
             logger.info(f"{self}: JWT refused: {type(e).__name__}")
             raise AuthError("invalid bearer token") from e
         user_id = claims.get("sub")
-        if not isinstance(user_id, str) or not user_id:
-            raise AuthError("the token names no user (sub)")
+        if not isinstance(user_id, str) or not USER_ID.match(user_id) or user_id in RESERVED_IDS:
+            raise AuthError("the token names no valid user (sub)")
         return user_id

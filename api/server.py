@@ -15,7 +15,7 @@ from fastapi.responses import JSONResponse
 from loguru import logger
 from pydantic import BaseModel, ConfigDict, Field
 
-from api.auth import Authenticator, AuthError, Caller
+from api.auth import RESERVED_IDS, Authenticator, AuthError, Caller
 from api.livekit_rooms import LiveKitRooms
 from api.sessions import AtCapacityError, SessionManager
 from checkins import CheckinScheduler, WebhookNotifier, default_worker_id
@@ -110,14 +110,21 @@ def create_app(settings: Settings, pipeline: PipelineSpec | None = None) -> Fast
                 yield
             finally:
                 logger.info("Worker stopping: no new sessions; ending the running ones")
-                if checkins:
-                    await checkins.stop()
-                if sessions:
-                    await sessions.shutdown()
-                if rooms:
-                    await rooms.close()
-                await archive.close()
-                await database.close()
+                # Each step runs even if one before it fails: the journal must be written out.
+                steps = [
+                    checkins.stop() if checkins else None,
+                    sessions.shutdown() if sessions else None,
+                    rooms.close() if rooms else None,
+                    archive.close(),
+                    database.close(),
+                ]
+                for step in steps:
+                    if step is None:
+                        continue
+                    try:
+                        await step
+                    except Exception as e:
+                        logger.error(f"Worker stopping: {type(e).__name__}: {e}")
 
     app = FastAPI(title="KANE worker", lifespan=lifespan)
 
@@ -238,6 +245,11 @@ def _user_for(who: Caller, body: ConnectRequest | None) -> str:
             raise HTTPException(status_code=403, detail="user_id differs from the token's user")
         return who.user_id
     if named is not None:
+        if named in RESERVED_IDS:
+            raise HTTPException(
+                status_code=422,
+                detail=[{"loc": ["body", "user_id"], "msg": f"'{named}' is reserved"}],
+            )
         return named
     if who.method == "open":
         return "dev-user"

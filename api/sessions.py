@@ -117,6 +117,8 @@ class SessionManager:
         self._sessions[session_id] = live
         try:
             await self._rooms.create_room(live.room)
+            if self._draining:  # shutdown began while the room was being made
+                raise AtCapacityError("the worker is shutting down")
         except BaseException:
             self._sessions.pop(session_id, None)
             raise
@@ -175,12 +177,21 @@ class SessionManager:
         if not sessions:
             return
         logger.info(f"{self}: ending {len(sessions)} sessions for shutdown")
-        for live in sessions:
-            if live.bot:
-                await live.bot.lifecycle.end("the worker is shutting down")
+        # All at once: each says goodbye to its phone and lets its last words drain.
+        await asyncio.gather(
+            *(
+                live.bot.lifecycle.end("the worker is shutting down")
+                for live in sessions
+                if live.bot
+            ),
+            return_exceptions=True,
+        )
         tasks = [live.task for live in sessions if live.task]
-        done, pending = await asyncio.wait(tasks, timeout=grace_s)
+        if not tasks:
+            return
+        _, pending = await asyncio.wait(tasks, timeout=grace_s)
         for task in pending:
             task.cancel()
         if pending:
-            await asyncio.wait(pending, timeout=5.0)
+            # Cancelled sessions still close their records; give them the time to.
+            await asyncio.wait(pending, timeout=10.0)

@@ -142,7 +142,7 @@ class AudioRecorder(FrameProcessor):
             chunks = {"user": [], "bot": []}
             try:
                 await asyncio.to_thread(self._write, batch)
-            except OSError as e:
+            except Exception as e:
                 logger.error(f"{self}: recording of {self._session_id} failed: {e}")
 
     def _write(self, batch: dict[str, bytes]) -> None:
@@ -157,8 +157,8 @@ class AudioRecorder(FrameProcessor):
         if self._writer_task is not None:
             try:
                 await asyncio.wait_for(asyncio.shield(self._writer_task), timeout=10)
-            except TimeoutError:
-                logger.error(f"{self}: recording of {self._session_id} did not finish writing")
+            except Exception as e:
+                logger.error(f"{self}: recording of {self._session_id} did not finish: {e!r}")
         await super().cleanup()
 
     async def close(self) -> Recordings:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -26,10 +27,12 @@ class ScreenContextParams:
     Parameters:
         stale_after_s: Older states are marked as possibly out of date.
         drop_after_s: Older states are not mentioned at all.
+        lookup_timeout_s: Longest wait for a quest's title.
     """
 
     stale_after_s: float = 120.0
     drop_after_s: float = 1800.0
+    lookup_timeout_s: float = 0.3
 
 
 class ScreenContextInjector(FrameProcessor):
@@ -84,9 +87,11 @@ class ScreenContextInjector(FrameProcessor):
             title = None
             if self._quest_title is not None:
                 try:
-                    title = await self._quest_title(state.selected_quest)
+                    # The turn waits behind this: a slow database costs the title, not time.
+                    async with asyncio.timeout(self._params.lookup_timeout_s):
+                        title = await self._quest_title(state.selected_quest)
                 except Exception as e:
-                    logger.warning(f"{self}: quest title not found: {e}")
+                    logger.warning(f"{self}: quest title not found: {e!r}")
             named = f"quest '{title}' " if title else "quest "
             parts.append(f", looking at {named}(id {state.selected_quest})")
         if state.visible_quest_ids:

@@ -24,6 +24,7 @@ from storage.sessions import SessionStore
 POOL_MIN_SIZE = 1
 POOL_MAX_SIZE = 8
 # /health must answer fast even when the database does not.
+COMMAND_TIMEOUT_S = 30.0
 PING_TIMEOUT = 1.0
 
 
@@ -93,8 +94,13 @@ class Database:
             embedded = EmbeddedPostgres(data_dir)
             dsn = await embedded.start()
         try:
+            # A database that hangs must not hang a session: no statement waits forever.
             pool = await asyncpg.create_pool(
-                dsn, min_size=min_size, max_size=max_size, init=init_connection
+                dsn,
+                min_size=min_size,
+                max_size=max_size,
+                init=init_connection,
+                command_timeout=COMMAND_TIMEOUT_S,
             )
         except BaseException:
             if embedded is not None:

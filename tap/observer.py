@@ -7,6 +7,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
+from loguru import logger
 from pipecat.observers.base_observer import BaseObserver, FramePushed
 from pipecat.processors.frame_processor import FrameDirection
 
@@ -63,17 +64,27 @@ class FrameTap(BaseObserver):
         frame = data.frame
         if is_raw_media(frame):
             return
-        self._write(
-            type(frame).__name__,
-            _DIRECTIONS.get(data.direction, "down"),
-            data.source.name,
-            frame_payload(frame),
-        )
-        self.conversation.observe(frame)
-        if self._phone is not None:
-            message = self._translator.translate(frame)
-            if message is not None:
-                self._phone.send(message)
+        # A broadcast frame travels both ways as two frames; keep the downstream one.
+        if frame.broadcast_sibling_id is not None and data.direction == FrameDirection.UPSTREAM:
+            return
+        # Pipecat ends an observer whose handler raises; one odd frame must not stop the tap.
+        try:
+            self._write(
+                type(frame).__name__,
+                _DIRECTIONS.get(data.direction, "down"),
+                data.source.name,
+                frame_payload(frame),
+            )
+        except Exception as e:
+            logger.error(f"{self}: {type(frame).__name__} not journaled: {e}")
+        try:
+            self.conversation.observe(frame)
+            if self._phone is not None:
+                message = self._translator.translate(frame)
+                if message is not None:
+                    self._phone.send(message)
+        except Exception as e:
+            logger.error(f"{self}: {type(frame).__name__} not sent to the phone: {e}")
 
     def record(self, kind: str, payload: dict[str, Any], *, source: str = "kane") -> None:
         """Journal an event that is not a frame."""

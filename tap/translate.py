@@ -87,9 +87,9 @@ class PhoneTranslator:
                 return None
             return EmotionChanged(
                 label=frame.label,
-                scores=frame.scores,
-                valence=frame.valence,
-                arousal=frame.arousal,
+                scores={k: _unit(v) for k, v in frame.scores.items()},
+                valence=_bounded(frame.valence, -1.0, 1.0),
+                arousal=_unit(frame.arousal),
             )
         if isinstance(frame, FunctionCallInProgressFrame):
             arguments = frame.arguments if isinstance(frame.arguments, dict) else {}
@@ -122,3 +122,14 @@ def _quest_message(frame: QuestOperationFrame) -> ServerData:
     if frame.op == "delete":
         return QuestDeleted(quest_id=quest_id)
     return QuestUpdated(quest_id=quest_id, changes=frame.changes, version=quest.get("version", 1))
+
+
+def _bounded(value: float, low: float, high: float) -> float:
+    """A finite value within [low, high] (NaN becomes the middle)."""
+    if value != value:  # NaN
+        return (low + high) / 2
+    return min(max(value, low), high)
+
+
+def _unit(value: float) -> float:
+    return _bounded(value, 0.0, 1.0)

@@ -57,3 +57,9 @@ def test_development_may_be_open_but_still_checks_a_jwt_user():
     auth = Authenticator(settings(kane_env="development", kane_api_token=None))
     assert auth.authenticate(None).method == "open"
     assert auth.authenticate(f"Bearer {token('grace')}").user_id == "grace"
+
+
+@pytest.mark.parametrize("sub", ["kane", "", "a b", "x" * 129, "ada;drop"])
+def test_a_jwt_must_name_a_valid_user_who_is_not_the_bot(sub):
+    with pytest.raises(AuthError):
+        Authenticator(settings()).authenticate(f"Bearer {token(sub)}")

@@ -160,3 +160,30 @@ async def test_quest_drafts_and_operations_reach_the_phone_and_the_record():
     log = tap.conversation
     assert (log.quests_created, log.quest_refinements, log.correction_count) == (1, 2, 1)
     assert log.main_quest_identified and log.success_criteria_defined
+
+
+class BrokenJournal(CollectingJournal):
+    def write(self, event):
+        if event.kind == "LLMTextFrame":
+            raise RuntimeError("journal closed")
+        super().write(event)
+
+
+async def test_one_bad_frame_does_not_stop_the_tap():
+    from frames.emotion import EmotionFrame
+    from protocol import EmotionChanged
+
+    journal, phone = BrokenJournal(), CollectingPhone()
+    tap = FrameTap(session_id=SESSION, journal=journal, phone=phone)
+    frames = [
+        LLMTextFrame("this one fails to journal"),
+        EmotionFrame(
+            label="calm", scores={"calm": float("nan")}, valence=3.0, arousal=-1.0, changed=True
+        ),
+        TranscriptionFrame("still heard", "ada", "t"),
+    ]
+    await run_test(IdentityFilter(), frames_to_send=frames, observers=[tap])
+    assert "TranscriptionFrame" in [e.kind for e in journal.events]
+    emotion = next(m for m in phone.sent if isinstance(m, EmotionChanged))
+    assert emotion.valence == 1.0 and emotion.arousal == 0.0 and emotion.scores["calm"] == 0.5
+    assert FinalTranscript(text="still heard") in phone.sent

@@ -51,6 +51,11 @@ class KaneLiveKitTransport(LiveKitTransport):
         self._handler_tasks.add(task)
         task.add_done_callback(self._handler_tasks.discard)
 
+    async def _on_data_received(self, data: bytes, participant_id: str | None) -> None:
+        # Pipecat would push every JSON packet, from anyone, into the pipeline; KANE's phone
+        # messages arrive through `on_topic` instead, validated and checked for their sender.
+        return
+
     async def publish(self, payload: bytes, *, topic: str) -> bool:
         """Send a reliable data packet on `topic` to everyone in the room.
 
