@@ -138,9 +138,12 @@ class EmotionStage(FrameProcessor):
         except Exception as e:  # feed must never cost the pipeline
             logger.warning(f"{self}: {self.analyzer.name} could not take audio: {e}")
         self._audio.extend(frame.audio)
-        limit = int(self._params.max_turn_s * self._rate) * 2
-        if len(self._audio) > limit:
-            del self._audio[: len(self._audio) - limit]
+        # Between turns only the pre-roll is worth keeping. Trimming when the buffer is twice
+        # what is kept moves memory once in a while, not on every 20 ms frame.
+        keep_s = self._params.max_turn_s if self._in_turn else self._params.pre_roll_s
+        keep = int(keep_s * self._rate) * 2
+        if len(self._audio) > 2 * keep:
+            del self._audio[: len(self._audio) - keep]
         if (
             self._in_turn
             and time.monotonic() - self._last_analysis >= self._params.within_turn_every_s

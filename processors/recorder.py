@@ -80,13 +80,17 @@ class AudioRecorder(FrameProcessor):
         await self.push_frame(frame, direction)
 
     async def _add_user(self, frame: InputAudioRawFrame) -> None:
-        audio = await self._user_resampler.resample(frame.audio, frame.sample_rate, self._rate)
+        audio = frame.audio
+        if frame.sample_rate != self._rate:
+            audio = await self._user_resampler.resample(audio, frame.sample_rate, self._rate)
         self._queue_write("user", audio)
         self._user_bytes += len(audio)
         self._release_bot_audio()
 
     async def _add_bot(self, frame: OutputAudioRawFrame) -> None:
-        audio = await self._bot_resampler.resample(frame.audio, frame.sample_rate, self._rate)
+        audio = frame.audio
+        if frame.sample_rate != self._rate:
+            audio = await self._bot_resampler.resample(audio, frame.sample_rate, self._rate)
         if self._bot_bytes < self._user_bytes:
             # The bot was silent until now: its audio starts where the person's track is.
             silence = self._user_bytes - self._bot_bytes
