@@ -21,7 +21,6 @@ from pipecat.processors.aggregators.llm_response_universal import LLMContextAggr
 from pipecat.processors.audio.vad_processor import VADProcessor
 from pipecat.processors.frame_processor import FrameProcessor
 from pipecat.runner.types import LiveKitRunnerArguments, RunnerArguments
-from pipecat.transports.livekit.transport import LiveKitParams, LiveKitTransport
 from pipecat.workers.runner import WorkerRunner
 
 import prompts
@@ -38,6 +37,7 @@ from session.lifecycle import JoinDeadlines, SessionLifecycle
 from settings import Settings
 from storage.database import Database
 from storage.quests import QuestStore
+from transport.base import KaneTransport
 from transport.livekit import KaneLiveKitTransport
 
 
@@ -56,8 +56,24 @@ class BotSession:
     coach: CoachTurnNote
 
 
+@dataclass(frozen=True)
+class SessionPlace:
+    """Who a session is for and where it runs.
+
+    Parameters:
+        session_id: The session (a UUID).
+        user_id: Its person; their identity on the transport.
+        room: The room (LiveKit) or a name for the connection (playground, file).
+    """
+
+    session_id: str
+    user_id: str
+    room: str
+
+
 def create_session(
-    runner_args: LiveKitRunnerArguments,
+    place: SessionPlace,
+    transport: KaneTransport,
     settings: Settings,
     http: aiohttp.ClientSession,
     archive: Archive | None = None,
@@ -66,25 +82,18 @@ def create_session(
     """Build the pipeline of one session.
 
     Args:
-        runner_args: The room to join; ``body`` carries ``session_id`` and ``user_id``.
+        place: The session, its person and its room.
+        transport: What carries the session's audio and data (LiveKit, WebRTC, a file).
         settings: The worker's settings.
         http: A shared HTTP session for the services that want one.
         archive: The worker's stores; without them nothing of the session is kept and the
             LLM gets no quest tools.
         pipeline: KANE's stages between STT and the LLM; the file of KANE_PIPELINE if None.
     """
-    body = runner_args.body or {}
-    session_id = str(body.get("session_id") or runner_args.session_id or uuid.uuid4())
-    user_id = str(body.get("user_id", ""))
+    session_id, user_id = place.session_id, place.user_id
     quests = archive.quests if archive else None
 
     # Services
-    transport = KaneLiveKitTransport(
-        url=runner_args.url,
-        token=runner_args.token,
-        room_name=runner_args.room_name,
-        params=LiveKitParams(audio_in_enabled=True, audio_out_enabled=True),
-    )
     stt = build_stt(settings)
     llm = build_llm(
         settings,
@@ -123,9 +132,9 @@ def create_session(
             archive=archive,
             session_id=session_id,
             user_id=user_id,
-            room=runner_args.room_name,
+            room=place.room,
             transport=transport,
-            engines=settings.describe_engines(),
+            engines=_engines(settings, transport),
             pipeline=pipeline.describe(),
         )
         if archive
@@ -174,13 +183,21 @@ def create_session(
     )
 
     @transport.event_handler("on_first_participant_joined")
-    async def on_first_participant_joined(transport: LiveKitTransport, identity: str) -> None:
+    async def on_first_participant_joined(transport: KaneTransport, identity: str) -> None:
         if kept:
             kept.user_joined()
         if settings.kane_greeting:
             await worker.queue_frames([TTSSpeakFrame(settings.kane_greeting)])
 
     return BotSession(session_id, user_id, worker, lifecycle, kept, board, quests, context, coach)
+
+
+def _engines(settings: Settings, transport: KaneTransport) -> dict[str, str]:
+    """Which engine runs each stage of this session, its transport included."""
+    engines = settings.describe_engines()
+    if not isinstance(transport, KaneLiveKitTransport):
+        engines["transport"] = type(transport).__name__
+    return engines
 
 
 def _quest_title(quests: QuestStore | None, user_id: str):
@@ -241,12 +258,21 @@ async def bot(runner_args: RunnerArguments) -> None:
     if not isinstance(runner_args, LiveKitRunnerArguments):
         raise TypeError(f"KANE's bot runs in LiveKit rooms, not {type(runner_args).__name__}")
     settings = Settings()
+    body = runner_args.body or {}
+    place = SessionPlace(
+        session_id=str(body.get("session_id") or runner_args.session_id or uuid.uuid4()),
+        user_id=str(body.get("user_id", "")),
+        room=runner_args.room_name,
+    )
+    transport = KaneLiveKitTransport.for_room(
+        url=runner_args.url, token=runner_args.token, room_name=runner_args.room_name
+    )
     database_url = settings.database_url.get_secret_value() if settings.database_url else None
     database = await Database.open(database_url, data_dir=settings.kane_data_dir / "postgres")
     archive = Archive.open(database, settings.kane_data_dir)
     try:
         async with aiohttp.ClientSession() as http:
-            session = create_session(runner_args, settings, http, archive)
+            session = create_session(place, transport, settings, http, archive)
             reason = await run_session(session, handle_sigint=runner_args.handle_sigint)
         logger.info(f"Session {session.session_id} ended: {reason}")
     finally:

@@ -13,7 +13,10 @@ import platformdirs
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-TTSEngine = Literal["openai", "hume", "deepgram"]
+TTSEngine = Literal["openai", "hume", "deepgram", "espeak"]
+STTChoice = Literal["auto", "deepgram", "whisper"]
+LLMChoice = Literal["auto", "openai", "rules"]
+TransportChoice = Literal["livekit", "webrtc"]
 
 # Which key each cloud engine needs; the log names the missing ones in one message.
 ENGINE_KEYS: dict[str, str] = {
@@ -25,7 +28,8 @@ ENGINE_KEYS: dict[str, str] = {
 
 def _default_tts() -> list[TTSEngine]:
     # Hume ended its TTS API on 2026-11-13: it stays selectable, but is not a default.
-    return ["openai", "deepgram"]
+    # eSpeak NG needs no key and no network: the last voice standing, and the offline one.
+    return ["openai", "deepgram", "espeak"]
 
 
 class Settings(BaseSettings):
@@ -63,13 +67,22 @@ class Settings(BaseSettings):
     kane_bot_join_timeout_s: float = Field(default=10.0, gt=0)
     kane_user_join_timeout_s: float = Field(default=60.0, gt=0)
     kane_greeting: str = "Good morning! What's your main quest today?"
+    # The local playground: a page where a browser talks to KANE over WebRTC, no LiveKit needed
+    # (on by default in development; never open it to the internet).
+    kane_playground: bool | None = None
+    # host: the playground's WebRTC offers this machine's interface addresses (what a browser
+    # needs); loopback: 127.0.0.1 only (sandboxes, CI; the browser must allow loopback).
+    kane_playground_ice: Literal["host", "loopback"] = "host"
 
-    # Speech to text
+    # Speech to text: Deepgram with a key, else faster-whisper on this machine
+    kane_stt: STTChoice = "auto"
+    kane_whisper_model: str = ""
     deepgram_api_key: SecretStr | None = None
     deepgram_base_url: str = ""
     deepgram_model: str = "nova-3-general"
 
-    # Language model
+    # Language model: OpenAI with a key, else KANE's offline rules coach
+    kane_llm: LLMChoice = "auto"
     openai_api_key: SecretStr | None = None
     openai_base_url: str | None = None
     openai_model: str = "gpt-4.1-mini"
@@ -108,7 +121,7 @@ class Settings(BaseSettings):
     def _tts_not_empty(cls, value: list[str]) -> list[str]:
         if not value:
             raise ValueError(
-                "KANE_TTS names no engine; give at least one of openai, hume, deepgram"
+                "KANE_TTS names no engine; give at least one of openai, hume, deepgram, espeak"
             )
         if len(set(value)) != len(value):
             raise ValueError("KANE_TTS names an engine twice")
@@ -121,6 +134,14 @@ class Settings(BaseSettings):
             raise ValueError(
                 "LiveKit needs all of LIVEKIT_URL, LIVEKIT_API_KEY and LIVEKIT_API_SECRET"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _chosen_engines_have_keys(self) -> Settings:
+        if self.kane_stt == "deepgram" and not self.has_key("deepgram"):
+            raise ValueError("KANE_STT=deepgram needs DEEPGRAM_API_KEY")
+        if self.kane_llm == "openai" and not self.has_key("openai"):
+            raise ValueError("KANE_LLM=openai needs OPENAI_API_KEY")
         return self
 
     @model_validator(mode="after")
@@ -148,42 +169,84 @@ class Settings(BaseSettings):
         secret = getattr(self, ENGINE_KEYS[engine].lower())
         return secret is not None and bool(secret.get_secret_value())
 
+    @property
+    def playground_enabled(self) -> bool:
+        """Whether the worker serves the local browser playground."""
+        return self.is_development if self.kane_playground is None else self.kane_playground
+
+    @property
+    def stt_engine(self) -> Literal["deepgram", "whisper"]:
+        """The speech-to-text engine sessions use."""
+        if self.kane_stt == "auto":
+            return "deepgram" if self.has_key("deepgram") else "whisper"
+        return self.kane_stt
+
+    @property
+    def llm_engine(self) -> Literal["openai", "rules"]:
+        """The language model sessions use."""
+        if self.kane_llm == "auto":
+            return "openai" if self.has_key("openai") else "rules"
+        return self.kane_llm
+
     def usable_tts(self) -> list[str]:
-        """The configured TTS engines whose keys are present, in failover order."""
-        return [
-            engine
-            for engine in self.kane_tts
-            if self.has_key(engine) and (engine != "hume" or self.hume_voice_id)
-        ]
+        """The configured voices that can speak here, in failover order.
+
+        Cloud voices need their keys (Hume also a voice id); eSpeak NG always can. When none
+        of KANE_TTS can, eSpeak NG speaks alone.
+        """
+        usable: list[str] = [engine for engine in self.kane_tts if self._voice_usable(engine)]
+        return usable or ["espeak"]
+
+    def _voice_usable(self, engine: str) -> bool:
+        if engine == "espeak":
+            return True
+        return self.has_key(engine) and (engine != "hume" or bool(self.hume_voice_id))
 
     def missing_keys(self) -> list[str]:
-        """Names of the variables a session still needs, each with the stage that needs it."""
+        """Keys not set, each with the stage that runs offline (or not at all) without it."""
         missing = []
         if not self.has_key("deepgram"):
-            missing.append("DEEPGRAM_API_KEY (speech to text)")
+            missing.append("DEEPGRAM_API_KEY (speech to text runs on faster-whisper)")
         if not self.has_key("openai"):
-            missing.append("OPENAI_API_KEY (language model)")
-        if not self.usable_tts():
+            missing.append("OPENAI_API_KEY (the language model is the offline rules coach)")
+        cloud_voices = [engine for engine in self.kane_tts if engine != "espeak"]
+        if cloud_voices and not any(self._voice_usable(engine) for engine in cloud_voices):
             needs = " or ".join(
                 ENGINE_KEYS[engine] + (" with HUME_VOICE_ID" if engine == "hume" else "")
-                for engine in self.kane_tts
+                for engine in cloud_voices
             )
-            missing.append(f"{needs} (text to speech)")
+            missing.append(f"{needs} (text to speech is eSpeak NG)")
         if not self.livekit_configured:
-            missing.append("LIVEKIT_URL, LIVEKIT_API_KEY, LIVEKIT_API_SECRET (transport)")
+            missing.append(
+                "LIVEKIT_URL, LIVEKIT_API_KEY, LIVEKIT_API_SECRET (no LiveKit rooms: /connect is "
+                "off" + ("; the playground works" if self.playground_enabled else "") + ")"
+            )
         return missing
 
     def describe_engines(self) -> dict[str, str]:
         """Which engine each stage uses, for the start-up log and the session record."""
-        tts = " -> ".join(self.usable_tts()) or "none (no TTS key set)"
+        if self.stt_engine == "deepgram":
+            stt = f"Deepgram {self.deepgram_model}" + (
+                f" at {self.deepgram_base_url}" if self.deepgram_base_url else ""
+            )
+        else:
+            stt = f"faster-whisper {self.kane_whisper_model or 'tiny.en (bundled)'} (offline)"
+        if self.llm_engine == "openai":
+            llm = f"OpenAI {self.openai_model}" + (
+                f" at {self.openai_base_url}" if self.openai_base_url else ""
+            )
+        else:
+            llm = "KANE's offline rules coach (not a language model)"
+        voices = {"espeak": "espeak (eSpeak NG, offline)"}
+        transports = [f"LiveKit at {self.livekit_url}"] if self.livekit_url else []
+        if self.playground_enabled:
+            transports.append("WebRTC playground (local)")
         return {
-            "transport": f"LiveKit at {self.livekit_url}" if self.livekit_url else "none",
+            "transport": " + ".join(transports) or "none",
             "vad": "Silero",
-            "stt": f"Deepgram {self.deepgram_model}"
-            + (f" at {self.deepgram_base_url}" if self.deepgram_base_url else ""),
-            "llm": f"OpenAI {self.openai_model}"
-            + (f" at {self.openai_base_url}" if self.openai_base_url else ""),
-            "tts": tts,
+            "stt": stt,
+            "llm": llm,
+            "tts": " -> ".join(voices.get(engine, engine) for engine in self.usable_tts()),
             "emotion": "Hume Expression Measurement -> local (prosody + VADER)"
             if self.has_key("hume")
             else "local (prosody + VADER)",

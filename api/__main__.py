@@ -48,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     logger.info(f" pipeline: {pipeline.name} ({stages})")
     missing = settings.missing_keys()
     if missing:
-        logger.warning("Sessions cannot start until these are set: " + "; ".join(missing))
+        logger.info("Not set: " + "; ".join(missing))
     if settings.is_development and not settings.kane_api_token and not settings.kane_jwt_secret:
         logger.warning("KANE_ENV=development and no credentials set: /connect is open")
 

@@ -11,6 +11,8 @@ from loguru import logger
 
 from settings import Settings
 
+USER_ID_PATTERN = r"^[A-Za-z0-9._@:+-]+$"
+"""The characters of a user id (at most 128 of them), in HTTP bodies, paths and tokens."""
 USER_ID = re.compile(r"^[A-Za-z0-9._@:+-]{1,128}$")
 RESERVED_IDS = frozenset({"kane"})  # the bot's own LiveKit identity
 

@@ -1,5 +1,6 @@
 """The worker's HTTP API: GET /health and POST /connect."""
 
+import asyncio
 import datetime
 import tomllib
 from collections.abc import AsyncIterator
@@ -15,18 +16,18 @@ from fastapi.responses import JSONResponse
 from loguru import logger
 from pydantic import BaseModel, ConfigDict, Field
 
-from api.auth import RESERVED_IDS, Authenticator, AuthError, Caller
+from api.auth import RESERVED_IDS, USER_ID_PATTERN, Authenticator, AuthError, Caller
 from api.livekit_rooms import LiveKitRooms
-from api.sessions import AtCapacityError, SessionManager
+from api.playground import playground_router
+from api.sessions import RETRY_AFTER_S, AtCapacityError, SessionManager
 from checkins import CheckinScheduler, WebhookNotifier, default_worker_id
 from processors.stages import PipelineSpec, load_pipeline
 from quests.plan import draft_plan
+from services.whisper_stt import preload_whisper_model
 from session.archive import Archive
 from settings import Settings
 from storage.database import Database
-
-RETRY_AFTER_S = 30
-USER_ID_PATTERN = r"^[A-Za-z0-9._@:+-]+$"
+from transport.loopback_ice import gather_on_loopback_only
 
 
 class ConnectRequest(BaseModel):
@@ -55,7 +56,7 @@ class Worker:
     version: str
     database: Database
     rooms: LiveKitRooms | None
-    sessions: SessionManager | None
+    sessions: SessionManager
     authenticator: Authenticator
 
 
@@ -80,9 +81,14 @@ def create_app(settings: Settings, pipeline: PipelineSpec | None = None) -> Fast
         database_url = settings.database_url.get_secret_value() if settings.database_url else None
         database = await Database.open(database_url, data_dir=settings.kane_data_dir / "postgres")
         logger.info(f"Database: {database.describe()}")
+        restore_ice = None
+        if settings.playground_enabled and settings.kane_playground_ice == "loopback":
+            restore_ice = gather_on_loopback_only()
+        if settings.stt_engine == "whisper":
+            await _preload_whisper(settings)
         archive = Archive.open(database, settings.kane_data_dir)
         async with aiohttp.ClientSession() as http:
-            rooms = sessions = None
+            rooms = None
             if settings.livekit_configured:
                 assert settings.livekit_url and settings.livekit_api_key
                 assert settings.livekit_api_secret
@@ -92,9 +98,9 @@ def create_app(settings: Settings, pipeline: PipelineSpec | None = None) -> Fast
                     api_secret=settings.livekit_api_secret.get_secret_value(),
                     http=http,
                 )
-                sessions = SessionManager(
-                    settings=settings, rooms=rooms, archive=archive, http=http, pipeline=pipeline
-                )
+            sessions = SessionManager(
+                settings=settings, rooms=rooms, archive=archive, http=http, pipeline=pipeline
+            )
             app.state.worker = Worker(
                 settings=settings,
                 version=read_version(),
@@ -106,6 +112,11 @@ def create_app(settings: Settings, pipeline: PipelineSpec | None = None) -> Fast
             checkins = _checkin_scheduler(settings, database, http)
             if checkins:
                 checkins.start()
+            if settings.playground_enabled:
+                host = (
+                    "127.0.0.1" if settings.kane_host in ("0.0.0.0", "::") else settings.kane_host
+                )
+                logger.info(f"Talk to KANE: open http://{host}:{settings.port}/playground")
             try:
                 yield
             finally:
@@ -113,7 +124,7 @@ def create_app(settings: Settings, pipeline: PipelineSpec | None = None) -> Fast
                 # Each step runs even if one before it fails: the journal must be written out.
                 steps = [
                     checkins.stop() if checkins else None,
-                    sessions.shutdown() if sessions else None,
+                    sessions.shutdown(),
                     rooms.close() if rooms else None,
                     archive.close(),
                     database.close(),
@@ -125,8 +136,12 @@ def create_app(settings: Settings, pipeline: PipelineSpec | None = None) -> Fast
                         await step
                     except Exception as e:
                         logger.error(f"Worker stopping: {type(e).__name__}: {e}")
+                if restore_ice is not None:
+                    restore_ice()
 
     app = FastAPI(title="KANE worker", lifespan=lifespan)
+    if settings.playground_enabled:
+        app.include_router(playground_router())
 
     def worker(request: Request) -> Worker:
         return request.app.state.worker
@@ -148,20 +163,23 @@ def create_app(settings: Settings, pipeline: PipelineSpec | None = None) -> Fast
         livekit_ok = await w.rooms.reachable() if w.rooms else False
         missing = w.settings.missing_keys()
         sessions = w.sessions
+        # Without keys the stages run offline, which is fine; without a way in, nobody talks.
+        reachable = livekit_ok or w.settings.playground_enabled
         body = {
-            "status": "ok" if database_ok and livekit_ok and not missing else "degraded",
+            "status": "ok" if database_ok and reachable else "degraded",
             "version": w.version,
             "database": {"ok": database_ok, "engine": w.database.describe()},
             "livekit": {"ok": livekit_ok, "url": w.settings.livekit_url},
             "engines": w.settings.describe_engines(),
             "missing": missing,
+            "playground": w.settings.playground_enabled,
             "sessions": {
-                "active": sessions.active if sessions else 0,
+                "active": sessions.active,
                 "max": w.settings.kane_max_sessions,
-                "draining": sessions.draining if sessions else False,
+                "draining": sessions.draining,
                 "recent_endings": [
                     {"session_id": e.session_id, "reason": e.reason, "ended_at": e.ended_at}
-                    for e in (sessions.recent_endings if sessions else [])
+                    for e in sessions.recent_endings
                 ],
             },
         }
@@ -189,9 +207,11 @@ def create_app(settings: Settings, pipeline: PipelineSpec | None = None) -> Fast
     ) -> ConnectResponse:
         w = worker(request)
         user_id = _user_for(who, body)
-        if w.sessions is None or w.rooms is None or w.settings.missing_keys():
-            missing = ", ".join(w.settings.missing_keys())
-            raise HTTPException(status_code=503, detail=f"sessions need: {missing}")
+        if w.rooms is None:
+            raise HTTPException(
+                status_code=503,
+                detail="no LiveKit server: set LIVEKIT_URL, LIVEKIT_API_KEY, LIVEKIT_API_SECRET",
+            )
         try:
             grant = await w.sessions.start(user_id)
         except AtCapacityError as e:
@@ -209,6 +229,15 @@ def create_app(settings: Settings, pipeline: PipelineSpec | None = None) -> Fast
         )
 
     return app
+
+
+async def _preload_whisper(settings: Settings) -> None:
+    """Load the offline STT's model once, before the first session needs it."""
+    try:
+        await asyncio.to_thread(preload_whisper_model, settings.kane_whisper_model or None)
+    except Exception as e:
+        # Sessions then report it themselves, as an error frame of their STT.
+        logger.error(f"Whisper model {settings.kane_whisper_model or 'tiny.en'} not loaded: {e}")
 
 
 def _checkin_scheduler(

@@ -10,13 +10,17 @@ from dataclasses import dataclass, field
 
 import aiohttp
 from loguru import logger
-from pipecat.runner.types import LiveKitRunnerArguments
 
 from api.livekit_rooms import LiveKitRooms
-from bot import BotSession, create_session, run_session
+from bot import BotSession, SessionPlace, create_session, run_session
 from processors.stages import PipelineSpec
 from session.archive import Archive
 from settings import Settings
+from transport.base import KaneTransport
+from transport.livekit import KaneLiveKitTransport
+
+RETRY_AFTER_S = 30
+"""What a caller turned away at capacity is told to wait (Retry-After), in seconds."""
 
 
 class AtCapacityError(Exception):
@@ -56,16 +60,16 @@ class Ending:
 class SessionManager:
     """Starts and tracks the bot sessions of this worker.
 
-    Each session gets a LiveKit room of its own, a token for the person, a database row and a
-    bot that runs as a task of this process. A session's end, for whatever reason, is logged,
-    recorded and kept in `recent_endings`; it never takes the worker down.
+    Each session gets a room of its own (LiveKit's, or the playground's WebRTC connection), a
+    database row and a bot that runs as a task of this process. A session's end, for whatever
+    reason, is logged, recorded and kept in `recent_endings`; it never takes the worker down.
     """
 
     def __init__(
         self,
         *,
         settings: Settings,
-        rooms: LiveKitRooms,
+        rooms: LiveKitRooms | None,
         archive: Archive,
         http: aiohttp.ClientSession,
         pipeline: PipelineSpec,
@@ -74,7 +78,7 @@ class SessionManager:
 
         Args:
             settings: The worker's settings (session limit, engines, LiveKit URL).
-            rooms: Creates rooms and mints tokens.
+            rooms: Creates LiveKit rooms and mints tokens; None without a LiveKit server.
             archive: The stores that keep each session.
             http: A shared HTTP session for the bots' services.
             pipeline: KANE's stages for every session.
@@ -99,48 +103,82 @@ class SessionManager:
         return self._draining
 
     async def start(self, user_id: str) -> Grant:
-        """Start a session for `user_id`: room, token, record, bot.
+        """Start a session for `user_id` in a LiveKit room of its own: room, token, bot.
 
         Args:
             user_id: The person the session is for (their LiveKit identity).
 
         Raises:
             AtCapacityError: At the session limit, or shutting down.
+            RuntimeError: The worker has no LiveKit server.
         """
-        if self._draining:
-            raise AtCapacityError("the worker is shutting down")
-        if self.active >= self._settings.kane_max_sessions:
-            raise AtCapacityError(f"the worker runs {self.active} sessions, its limit")
-        session_id = str(uuid.uuid4())
-        live = LiveSession(session_id=session_id, user_id=user_id, room=f"kane-{session_id}")
-        # Hold the slot before the first await, so concurrent requests can't overshoot.
-        self._sessions[session_id] = live
+        if self._rooms is None:
+            raise RuntimeError("the worker has no LiveKit server")
+        live = self._reserve(user_id, room_prefix="kane")
         try:
             await self._rooms.create_room(live.room)
             if self._draining:  # shutdown began while the room was being made
                 raise AtCapacityError("the worker is shutting down")
         except BaseException:
-            self._sessions.pop(session_id, None)
+            self._sessions.pop(live.session_id, None)
             raise
-        runner_args = LiveKitRunnerArguments(
-            room_name=live.room,
+        transport = KaneLiveKitTransport.for_room(
             url=self._settings.livekit_url or "",
             token=self._rooms.bot_token(room=live.room),
-            body={"session_id": session_id, "user_id": user_id},
+            room_name=live.room,
         )
-        live.task = asyncio.create_task(self._run(live, runner_args), name=f"kane-{session_id}")
-        logger.info(f"{self}: session {session_id} started in room {live.room}")
+        self._launch(live, transport)
         return Grant(
-            session_id=session_id,
+            session_id=live.session_id,
             room=live.room,
             token=self._rooms.user_token(room=live.room, identity=user_id),
         )
 
-    async def _run(self, live: LiveSession, runner_args: LiveKitRunnerArguments) -> None:
+    def start_with(
+        self, user_id: str, transport: KaneTransport, *, room_prefix: str = "local"
+    ) -> str:
+        """Start a session for `user_id` on a transport the caller made (the playground's).
+
+        Args:
+            user_id: The person the session is for (their identity on the transport).
+            transport: Carries the session's audio and data.
+            room_prefix: Names the session's "room" in its record, before the session id.
+
+        Returns:
+            The session's id.
+
+        Raises:
+            AtCapacityError: At the session limit, or shutting down.
+        """
+        live = self._reserve(user_id, room_prefix=room_prefix)
+        self._launch(live, transport)
+        return live.session_id
+
+    def _reserve(self, user_id: str, *, room_prefix: str) -> LiveSession:
+        """Hold a session's slot (before any await, so concurrent requests can't overshoot)."""
+        if self._draining:
+            raise AtCapacityError("the worker is shutting down")
+        if self.active >= self._settings.kane_max_sessions:
+            raise AtCapacityError(f"the worker runs {self.active} sessions, its limit")
+        session_id = str(uuid.uuid4())
+        live = LiveSession(
+            session_id=session_id, user_id=user_id, room=f"{room_prefix}-{session_id}"
+        )
+        self._sessions[session_id] = live
+        return live
+
+    def _launch(self, live: LiveSession, transport: KaneTransport) -> None:
+        place = SessionPlace(session_id=live.session_id, user_id=live.user_id, room=live.room)
+        live.task = asyncio.create_task(
+            self._run(live, place, transport), name=f"kane-{live.session_id}"
+        )
+        logger.info(f"{self}: session {live.session_id} started in {live.room}")
+
+    async def _run(self, live: LiveSession, place: SessionPlace, transport: KaneTransport) -> None:
         reason = "the session ended"
         try:
             live.bot = create_session(
-                runner_args, self._settings, self._http, self._archive, self._pipeline
+                place, transport, self._settings, self._http, self._archive, self._pipeline
             )
             reason = await run_session(live.bot)
         except asyncio.CancelledError:
@@ -161,6 +199,8 @@ class SessionManager:
             await self._archive.sessions.end_session(live.session_id, reason)
         except Exception as e:
             logger.error(f"{self}: could not record the end of {live.session_id}: {e}")
+        if self._rooms is None or not live.room.startswith("kane-"):
+            return
         try:
             await self._rooms.delete_room(live.room)
         except Exception as e:

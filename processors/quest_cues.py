@@ -27,6 +27,8 @@ _SENTENCE_END = {".", "!", "?", ";"}
 _KIND_RANK = {"side": 0, "auto": 1, "main": 2}
 _MAX_TITLE_WORDS = 12
 _NOT_TODAY_REACH = 3  # words between "tomorrow" and the quest cue it still governs
+# Words a criterion does not end on ("done when I can log in" keeps its "in").
+_DANGLING = {"and", "or", "but", "so", "then", "the", "a", "an", "to", "of", "for", "with", "that"}
 
 
 def compile_phrase(phrase: str) -> str:
@@ -135,6 +137,21 @@ class Analysis:
 
     quests: list[Found] = field(default_factory=list)
     retract_previous: bool = False
+
+
+@dataclass
+class Criterion:
+    """A success criterion the words state.
+
+    Parameters:
+        text: What done looks like, as heard, capitalized ("New users can sign up").
+        start: Where its success wording starts, in words.
+        source_words: The words as heard, from the success wording to the criterion's end.
+    """
+
+    text: str
+    start: int
+    source_words: str
 
 
 @dataclass
@@ -404,6 +421,41 @@ class QuestCues:
         for found in quests:
             found.confidence = round(min(1.0, max(0.0, found.confidence)), 2)
         return result
+
+    def find_criteria(self, text: str) -> list[Criterion]:
+        """The success criteria `text` states ("I'll know it's done when users can sign up").
+
+        A criterion is the words after a success cue, up to the end of its sentence or the
+        next cue that is not a "then" or "and" (a quest, a correction, a "because").
+
+        Args:
+            text: A transcript, interim or final.
+
+        Returns:
+            The criteria, in the order spoken.
+        """
+        words = self.words(text)
+        low, n = words.low, len(words.low)
+        events = [e for e in self.events(words) if e.cue.role != "sequence"]
+        found = []
+        for k, event in enumerate(events):
+            if event.cue.role != "success":
+                continue
+            limit = events[k + 1].start if k + 1 < len(events) else n
+            start = event.end
+            while start < limit and (low[start] == "that" or not low[start][0].isalnum()):
+                start += 1
+            end = start
+            while end < limit and low[end] not in _SENTENCE_END:
+                end += 1
+            while end > start and (low[end - 1] in _DANGLING or not low[end - 1][0].isalnum()):
+                end -= 1
+            if end <= start:
+                continue
+            said = " ".join(w for w in words.orig[start:end] if w != ",")
+            source = words.text[words.spans[event.start][0] : words.spans[end - 1][1]]
+            found.append(Criterion(said[0].upper() + said[1:], event.start, source))
+        return found
 
     def _useful_events(self, words: Words, sentence_end: list[int]) -> list[Event]:
         """Cues that matter: a "then" or "and" only when an action or a quest cue follows.

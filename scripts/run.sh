@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The README's run command: start the KANE worker with whatever is configured (environment or
 # .env) and embedded defaults for the rest: an embedded PostgreSQL when DATABASE_URL is unset,
-# and a local LiveKit server on loopback (development mode) when LIVEKIT_URL is unset.
+# offline engines for every stage whose key is missing, and, when LIVEKIT_URL is unset,
+# development mode: the browser playground and a local LiveKit server on loopback (when one
+# can be had; the playground needs none).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$HOME/.local/bin:$PATH"
@@ -10,10 +12,14 @@ scripts/setup.sh
 
 livekit_started=""
 if [[ -z "${LIVEKIT_URL:-}" ]] && ! grep -qs '^LIVEKIT_URL=.' .env; then
-    eval "$(scripts/livekit_server.sh start)"
-    livekit_started=1
     export KANE_ENV="${KANE_ENV:-development}"
-    echo "run: local LiveKit server at $LIVEKIT_URL (development mode)" >&2
+    if exports="$(scripts/livekit_server.sh start)"; then
+        eval "$exports"
+        livekit_started=1
+        echo "run: local LiveKit server at $LIVEKIT_URL (development mode)" >&2
+    else
+        echo "run: no local LiveKit server (see above); the playground works without one" >&2
+    fi
 fi
 
 worker=""

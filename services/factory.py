@@ -2,18 +2,26 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import aiohttp
 from pipecat.services.deepgram.stt import DeepgramSTTService
 from pipecat.services.deepgram.tts import DeepgramHttpTTSService
+from pipecat.services.llm_service import LLMService
 from pipecat.services.openai.llm import OpenAILLMService
 from pipecat.services.openai.tts import OpenAITTSService
+from pipecat.services.stt_service import STTService
 from pipecat.services.tts_service import TTSService
+from pipecat.utils.text.transforms import strip_markdown
 
 from emotion.analyzer import EmotionAnalyzer
 from emotion.hume import HumeEmotionAnalyzer
 from emotion.local import LocalEmotionAnalyzer
+from services.espeak_tts import ESpeakTTSService, drop_unspeakable
 from services.failover_tts import FailoverTTSParams, FailoverTTSService
 from services.hume_tts import HumeOctaveTTSService
+from services.rules_coach import RulesCoachLLMService
+from services.whisper_stt import WhisperStreamingSTTService
 from settings import Settings
 
 
@@ -32,8 +40,10 @@ def _secret(settings: Settings, engine: str) -> str:
     return value.get_secret_value()
 
 
-def build_stt(settings: Settings) -> DeepgramSTTService:
-    """Deepgram streaming speech to text, with interim results."""
+def build_stt(settings: Settings) -> STTService:
+    """Deepgram streaming speech to text with interim results; offline, faster-whisper."""
+    if settings.stt_engine == "whisper":
+        return WhisperStreamingSTTService(model=settings.kane_whisper_model or None)
     return DeepgramSTTService(
         api_key=_secret(settings, "deepgram"),
         base_url=settings.deepgram_base_url,
@@ -43,13 +53,19 @@ def build_stt(settings: Settings) -> DeepgramSTTService:
     )
 
 
-def build_llm(settings: Settings, *, system_instruction: str) -> OpenAILLMService:
+def build_llm(settings: Settings, *, system_instruction: str) -> LLMService[Any]:
     """OpenAI chat completions (or any server speaking their API at OPENAI_BASE_URL).
+
+    Without an OpenAI key, KANE's offline rules coach, which calls the same quest tools.
 
     Args:
         settings: The worker's settings.
         system_instruction: KANE's system prompt.
     """
+    if settings.llm_engine == "rules":
+        return RulesCoachLLMService(
+            settings=RulesCoachLLMService.Settings(system_instruction=system_instruction)
+        )
     return OpenAILLMService(
         api_key=_secret(settings, "openai"),
         base_url=settings.openai_base_url,
@@ -81,6 +97,8 @@ def _build_one_tts(engine: str, settings: Settings, session: aiohttp.ClientSessi
             base_url=settings.hume_base_url,
             settings=HumeOctaveTTSService.Settings(voice=settings.hume_voice_id),
         )
+    if engine == "espeak":
+        return ESpeakTTSService()
     raise ValueError(f"unknown TTS engine {engine!r}")
 
 
@@ -104,11 +122,12 @@ def build_tts(settings: Settings, session: aiohttp.ClientSession) -> FailoverTTS
         session: A shared HTTP session for the services that want one.
     """
     engines = settings.usable_tts()
-    if not engines:
-        raise MissingKeyError("no TTS engine of KANE_TTS has a key")
     return FailoverTTSService(
         services=[(engine, _build_one_tts(engine, settings, session)) for engine in engines],
         params=FailoverTTSParams(first_audio_timeout_s=settings.kane_tts_timeout_s),
+        # The failover runs its voices' run_tts directly, past their own transforms: what is
+        # spoken loses markdown here, and text with nothing to say (...) is not sent at all.
+        text_transforms=[("*", strip_markdown), ("*", drop_unspeakable)],
     )
 
 

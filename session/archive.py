@@ -25,7 +25,7 @@ from storage.sessions import SessionStore
 from tap.conversation import ConversationLog
 from tap.observer import FrameTap
 from tap.phone import PhoneLink
-from transport.livekit import KaneLiveKitTransport
+from transport.base import KaneTransport
 
 
 @dataclass
@@ -84,7 +84,7 @@ class SessionArchive:
         session_id: str,
         user_id: str,
         room: str,
-        transport: KaneLiveKitTransport,
+        transport: KaneTransport,
         engines: dict[str, str],
         pipeline: dict[str, Any],
     ):
@@ -95,7 +95,7 @@ class SessionArchive:
             session_id: The session.
             user_id: Its person (their LiveKit identity).
             room: Its LiveKit room.
-            transport: The session's LiveKit transport.
+            transport: The session's transport.
             engines: Which engine runs each stage.
             pipeline: The session's pipeline (processors between STT and LLM and their params).
         """

@@ -9,7 +9,8 @@ from dataclasses import dataclass
 from loguru import logger
 from pipecat.frames.frames import ErrorFrame
 from pipecat.pipeline.worker import PipelineWorker
-from pipecat.transports.livekit.transport import LiveKitTransport
+
+from transport.base import KaneTransport
 
 
 @dataclass
@@ -37,7 +38,7 @@ class SessionLifecycle:
         self,
         *,
         worker: PipelineWorker,
-        transport: LiveKitTransport,
+        transport: KaneTransport,
         user_identity: str,
         deadlines: JoinDeadlines | None = None,
         on_ending: Callable[[str], Awaitable[None]] | None = None,
@@ -46,7 +47,7 @@ class SessionLifecycle:
 
         Args:
             worker: The session's pipeline worker, ended when the session ends.
-            transport: The LiveKit transport of the session.
+            transport: The session's transport.
             user_identity: The LiveKit identity of the session's person.
             deadlines: How long to wait for the bot and the person to join.
             on_ending: Awaited with the reason once, before the session's pipeline is ended
@@ -115,16 +116,16 @@ class SessionLifecycle:
         except TimeoutError:
             await self.end(f"nobody joined within {self._deadlines.user_s:g} s", cancel=True)
 
-    async def _on_bot_joined(self, transport: LiveKitTransport) -> None:
+    async def _on_bot_joined(self, transport: KaneTransport) -> None:
         self._bot_joined.set()
 
-    async def _on_participant_joined(self, transport: LiveKitTransport, identity: str) -> None:
+    async def _on_participant_joined(self, transport: KaneTransport, identity: str) -> None:
         if identity == self._user_identity:
             self._user_joined.set()
         else:
             logger.warning(f"{self}: a participant who is not this session's user joined")
 
-    async def _on_participant_left(self, transport: LiveKitTransport, identity: str) -> None:
+    async def _on_participant_left(self, transport: KaneTransport, identity: str) -> None:
         if identity == self._user_identity:
             await self.end("the user left the room", cancel=True)
 

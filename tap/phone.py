@@ -28,7 +28,7 @@ from protocol import (
     UiState,
     parse_incoming,
 )
-from transport.livekit import KaneLiveKitTransport
+from transport.base import KaneTransport
 
 TRANSCRIPTION_TOPIC = "lk.transcription"
 AGENT_STATE_ATTRIBUTE = "lk.agent.state"
@@ -52,7 +52,7 @@ class PhoneLink:
     def __init__(
         self,
         *,
-        transport: KaneLiveKitTransport,
+        transport: KaneTransport,
         session_id: str,
         user_identity: str,
         journal: JournalHook,
@@ -62,7 +62,7 @@ class PhoneLink:
         """Connect the link to a session's transport.
 
         Args:
-            transport: The session's LiveKit transport.
+            transport: The session's transport.
             session_id: The session, named in every envelope.
             user_identity: The only participant whose messages are accepted.
             journal: Records a non-frame event (kind, payload) in the session's journal.

@@ -16,7 +16,7 @@ def test_tts_list_is_a_failover_order_and_keyless_engines_are_left_out():
 
 def test_hume_needs_a_voice_as_well_as_a_key():
     s = make(kane_tts="hume", hume_api_key="h")
-    assert s.usable_tts() == []
+    assert s.usable_tts() == ["espeak"]  # nobody else can speak
     assert make(kane_tts="hume", hume_api_key="h", hume_voice_id="v").usable_tts() == ["hume"]
 
 
@@ -25,7 +25,40 @@ def test_default_voice_is_one_that_works_today():
     assert "hume" not in make().kane_tts
 
 
-@pytest.mark.parametrize("value", ["", "openai,openai", "espeak"])
+def test_espeak_ends_the_default_failover_and_speaks_without_keys():
+    assert make().kane_tts[-1] == "espeak"
+    assert make().usable_tts() == ["espeak"]
+    assert make(openai_api_key="k").usable_tts() == ["openai", "espeak"]
+
+
+def test_without_keys_every_stage_runs_offline():
+    s = make()
+    assert (s.stt_engine, s.llm_engine) == ("whisper", "rules")
+    engines = s.describe_engines()
+    assert "faster-whisper" in engines["stt"] and "rules coach" in engines["llm"]
+    assert "eSpeak" in engines["tts"]
+
+
+def test_keys_choose_the_cloud_engines_unless_told_otherwise():
+    s = make(openai_api_key="k", deepgram_api_key="d")
+    assert (s.stt_engine, s.llm_engine) == ("deepgram", "openai")
+    s = make(openai_api_key="k", deepgram_api_key="d", kane_stt="whisper", kane_llm="rules")
+    assert (s.stt_engine, s.llm_engine) == ("whisper", "rules")
+
+
+@pytest.mark.parametrize(("field", "key"), [("kane_stt", "DEEPGRAM"), ("kane_llm", "OPENAI")])
+def test_a_cloud_engine_chosen_without_its_key_is_refused(field, key):
+    with pytest.raises(ValidationError, match=key):
+        make(**{field: "deepgram" if field == "kane_stt" else "openai"})
+
+
+def test_playground_follows_development_unless_set():
+    assert make().playground_enabled is False
+    assert make(kane_env="development").playground_enabled is True
+    assert make(kane_env="development", kane_playground=False).playground_enabled is False
+
+
+@pytest.mark.parametrize("value", ["", "openai,openai", "espeak,whisper"])
 def test_bad_tts_list_is_refused(value):
     with pytest.raises(ValidationError):
         make(kane_tts=value)

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Coroutine
-from typing import Any
 
 from livekit import rtc
 from loguru import logger
-from pipecat.transports.livekit.transport import LiveKitTransport
+from pipecat.transports.livekit.transport import LiveKitParams, LiveKitTransport
 
-DataHandler = Callable[[bytes, str | None], Coroutine[Any, Any, None]]
+from transport.base import DataHandler
 
 
 class KaneLiveKitTransport(LiveKitTransport):
@@ -21,6 +19,16 @@ class KaneLiveKitTransport(LiveKitTransport):
     read transcripts from the `lk.transcription` text stream and the agent's state from the
     `lk.agent.state` attribute, so this subclass adds those.
     """
+
+    @classmethod
+    def for_room(cls, *, url: str, token: str, room_name: str) -> KaneLiveKitTransport:
+        """The bot's transport into one room, with audio both ways."""
+        return cls(
+            url=url,
+            token=token,
+            room_name=room_name,
+            params=LiveKitParams(audio_in_enabled=True, audio_out_enabled=True),
+        )
 
     def __init__(self, *args, **kwargs):
         """Create the transport (arguments as `LiveKitTransport`)."""

@@ -1,0 +1,65 @@
+"""What a KANE session needs of its transport, whichever carries it (LiveKit, WebRTC, a file).
+
+Beside Pipecat's audio in and out, a session needs a data channel with topics (the phone's
+protocol on `kane`), text streams and attributes (LiveKit's conventions, where they exist), and
+to know when the bot and the person come and go. Every transport KANE runs on offers these
+methods and emits these events, with LiveKit's names and arguments:
+
+- ``on_connected(transport)``: the bot is in (the room joined, the peer connected, the file open);
+- ``on_participant_connected(transport, identity)`` and
+  ``on_first_participant_joined(transport, identity)``: the person arrived;
+- ``on_participant_disconnected(transport, identity)``: the person left.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Coroutine
+from typing import Any, Protocol
+
+from pipecat.processors.frame_processor import FrameProcessor
+
+DataHandler = Callable[[bytes, str | None], Coroutine[Any, Any, None]]
+"""Called with a data packet's payload and its sender's identity."""
+
+
+class KaneTransport(Protocol):
+    """A Pipecat transport with the data channel and events a KANE session uses."""
+
+    def input(self) -> FrameProcessor:
+        """The processor that brings the person's audio in."""
+        ...
+
+    def output(self) -> FrameProcessor:
+        """The processor that sends the bot's audio out."""
+        ...
+
+    def add_event_handler(self, event_name: str, handler: Any) -> None:
+        """Register a handler for one of the events above."""
+        ...
+
+    def event_handler(self, event_name: str) -> Callable[[Any], Any]:
+        """Decorator form of `add_event_handler`."""
+        ...
+
+    def on_topic(self, topic: str, handler: DataHandler) -> None:
+        """Call `handler(payload, sender_identity)` for every data packet on `topic`."""
+        ...
+
+    async def publish(self, payload: bytes, *, topic: str) -> bool:
+        """Send a reliable data packet on `topic`; whether it was handed over."""
+        ...
+
+    async def send_text(
+        self,
+        text: str,
+        *,
+        topic: str,
+        attributes: dict[str, str],
+        sender_identity: str | None = None,
+    ) -> None:
+        """Send `text` as one text stream on `topic` (a no-op where streams do not exist)."""
+        ...
+
+    async def set_attributes(self, attributes: dict[str, str]) -> None:
+        """Set attributes of the bot's participant (a no-op where they do not exist)."""
+        ...
