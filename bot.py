@@ -14,7 +14,6 @@ import aiohttp
 from loguru import logger
 from pipecat.audio.vad.silero import SileroVADAnalyzer
 from pipecat.frames.frames import TTSSpeakFrame
-from pipecat.pipeline.pipeline import Pipeline
 from pipecat.pipeline.worker import PipelineParams, PipelineWorker, ProcessorUnusablePolicy
 from pipecat.processors.aggregators.llm_context import LLMContext
 from pipecat.processors.aggregators.llm_response_universal import LLMContextAggregatorPair
@@ -37,6 +36,7 @@ from session.lifecycle import JoinDeadlines, SessionLifecycle
 from settings import Settings
 from storage.database import Database
 from storage.quests import QuestStore
+from tap.pipeline import TappedPipeline
 from transport.base import KaneTransport
 from transport.livekit import KaneLiveKitTransport
 
@@ -143,7 +143,7 @@ def create_session(
 
     # Pipeline
     coach = CoachTurnNote(context=context, board=board)
-    processors = Pipeline(
+    processors = TappedPipeline(
         [
             transport.input(),
             VADProcessor(vad_analyzer=SileroVADAnalyzer()),
@@ -158,7 +158,8 @@ def create_session(
             transport.output(),
             *([kept.recorder] if kept else []),
             assistant_aggregator,
-        ]
+        ],
+        tap=kept.tap if kept else None,  # sees every push inline, off Pipecat's observer queues
     )
     worker = PipelineWorker(
         processors,
@@ -166,7 +167,6 @@ def create_session(
         conversation_id=session_id,
         enable_rtvi=False,
         processor_unusable_policy=ProcessorUnusablePolicy.END,
-        observers=[kept.tap] if kept else [],
     )
     if kept:
         kept.attach(worker)
@@ -195,7 +195,9 @@ def create_session(
 def _engines(settings: Settings, transport: KaneTransport) -> dict[str, str]:
     """Which engine runs each stage of this session, its transport included."""
     engines = settings.describe_engines()
-    if not isinstance(transport, KaneLiveKitTransport):
+    if isinstance(transport, KaneLiveKitTransport):
+        engines["transport"] = f"LiveKit at {settings.livekit_url}"
+    else:
         engines["transport"] = type(transport).__name__
     return engines
 

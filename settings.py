@@ -16,7 +16,6 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 TTSEngine = Literal["openai", "hume", "deepgram", "espeak"]
 STTChoice = Literal["auto", "deepgram", "whisper"]
 LLMChoice = Literal["auto", "openai", "rules"]
-TransportChoice = Literal["livekit", "webrtc"]
 
 # Which key each cloud engine needs; the log names the missing ones in one message.
 ENGINE_KEYS: dict[str, str] = {

@@ -13,6 +13,7 @@ from pydantic import ValidationError
 
 from api.server import create_app
 from processors.stages import PipelineError, load_pipeline
+from services.whisper_stt import preload_whisper_model
 from settings import Settings
 
 
@@ -41,6 +42,13 @@ def main(argv: list[str] | None = None) -> int:
     except PipelineError as e:
         logger.error(f"Configuration refused: {e}")
         return 2
+
+    if settings.stt_engine == "whisper":
+        try:  # once, here: a model that cannot load would end every session
+            preload_whisper_model(settings.kane_whisper_model or None)
+        except Exception as e:
+            logger.error(f"Configuration refused: KANE_WHISPER_MODEL: {type(e).__name__}: {e}")
+            return 2
 
     for stage, engine in settings.describe_engines().items():
         logger.info(f"{stage:>9}: {engine}")

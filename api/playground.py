@@ -78,15 +78,36 @@ class OfferAnswer(BaseModel):
     session_id: str
 
 
+LOCAL_NAMES = frozenset({"127.0.0.1", "localhost", "[::1]"})
+"""Host names a local page is served under; any other (a rebound DNS name) is refused."""
+
+
 async def _loopback_only(request: Request) -> None:
-    host = request.client.host if request.client else ""
+    client = request.client.host if request.client else ""
     try:
-        local = ipaddress.ip_address(host).is_loopback
+        local = ipaddress.ip_address(client).is_loopback
     except ValueError:
         local = False
     if not local:
-        logger.warning(f"Playground: refused a request from {host or 'an unknown client'}")
+        logger.warning(f"Playground: refused a request from {client or 'an unknown client'}")
         raise HTTPException(status_code=403, detail="the playground answers only local clients")
+    # A page elsewhere can point its own name at 127.0.0.1 (DNS rebinding) or post from the
+    # person's browser (cross-site): both would reach the person's quests. Only this origin.
+    host = request.headers.get("host", "")
+    if _host_name(host) not in LOCAL_NAMES:
+        logger.warning(f"Playground: refused a request for host {host[:80]!r}")
+        raise HTTPException(status_code=403, detail="the playground answers only 127.0.0.1")
+    origin = request.headers.get("origin")
+    if origin is not None and origin != f"{request.url.scheme}://{host}":
+        logger.warning(f"Playground: refused a request from origin {origin[:80]!r}")
+        raise HTTPException(status_code=403, detail="the playground answers only its own page")
+
+
+def _host_name(host: str) -> str:
+    """The name of a Host header, without its port (``[::1]:7860`` → ``[::1]``)."""
+    if host.startswith("["):
+        return host[: host.find("]") + 1]
+    return host.split(":", 1)[0]
 
 
 def playground_router() -> APIRouter:
@@ -114,6 +135,12 @@ def playground_router() -> APIRouter:
     @router.post("/playground/offer")
     async def offer(request: Request, body: OfferRequest) -> OfferAnswer:
         worker: Worker = request.app.state.worker
+        try:  # before the costly part: certificates, ICE gathering, sockets
+            worker.sessions.ensure_capacity()
+        except AtCapacityError as e:
+            raise HTTPException(
+                status_code=503, detail=str(e), headers={"Retry-After": str(RETRY_AFTER_S)}
+            ) from e
         sdp = body.sdp
         if worker.settings.kane_playground_ice == "loopback":
             sdp = keep_loopback_candidates(sdp)

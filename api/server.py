@@ -232,12 +232,16 @@ def create_app(settings: Settings, pipeline: PipelineSpec | None = None) -> Fast
 
 
 async def _preload_whisper(settings: Settings) -> None:
-    """Load the offline STT's model once, before the first session needs it."""
+    """Load the offline STT's model once, before the first session needs it.
+
+    Raises:
+        RuntimeError: The model cannot be loaded (every session would end at once).
+    """
     try:
         await asyncio.to_thread(preload_whisper_model, settings.kane_whisper_model or None)
     except Exception as e:
-        # Sessions then report it themselves, as an error frame of their STT.
-        logger.error(f"Whisper model {settings.kane_whisper_model or 'tiny.en'} not loaded: {e}")
+        model = settings.kane_whisper_model or "tiny.en"
+        raise RuntimeError(f"KANE_WHISPER_MODEL {model!r} cannot be loaded: {e}") from e
 
 
 def _checkin_scheduler(

@@ -44,6 +44,8 @@ class LiveSession:
     user_id: str
     room: str
     started_at: float = field(default_factory=time.time)
+    in_livekit: bool = False
+    transport: KaneTransport | None = None
     bot: BotSession | None = None
     task: asyncio.Task | None = None
 
@@ -115,6 +117,7 @@ class SessionManager:
         if self._rooms is None:
             raise RuntimeError("the worker has no LiveKit server")
         live = self._reserve(user_id, room_prefix="kane")
+        live.in_livekit = True
         try:
             await self._rooms.create_room(live.room)
             if self._draining:  # shutdown began while the room was being made
@@ -154,12 +157,20 @@ class SessionManager:
         self._launch(live, transport)
         return live.session_id
 
-    def _reserve(self, user_id: str, *, room_prefix: str) -> LiveSession:
-        """Hold a session's slot (before any await, so concurrent requests can't overshoot)."""
+    def ensure_capacity(self) -> None:
+        """Check that a session could start now, before the caller prepares one.
+
+        Raises:
+            AtCapacityError: At the session limit, or shutting down.
+        """
         if self._draining:
             raise AtCapacityError("the worker is shutting down")
         if self.active >= self._settings.kane_max_sessions:
             raise AtCapacityError(f"the worker runs {self.active} sessions, its limit")
+
+    def _reserve(self, user_id: str, *, room_prefix: str) -> LiveSession:
+        """Hold a session's slot (before any await, so concurrent requests can't overshoot)."""
+        self.ensure_capacity()
         session_id = str(uuid.uuid4())
         live = LiveSession(
             session_id=session_id, user_id=user_id, room=f"{room_prefix}-{session_id}"
@@ -168,6 +179,7 @@ class SessionManager:
         return live
 
     def _launch(self, live: LiveSession, transport: KaneTransport) -> None:
+        live.transport = transport
         place = SessionPlace(session_id=live.session_id, user_id=live.user_id, room=live.room)
         live.task = asyncio.create_task(
             self._run(live, place, transport), name=f"kane-{live.session_id}"
@@ -199,7 +211,12 @@ class SessionManager:
             await self._archive.sessions.end_session(live.session_id, reason)
         except Exception as e:
             logger.error(f"{self}: could not record the end of {live.session_id}: {e}")
-        if self._rooms is None or not live.room.startswith("kane-"):
+        if live.transport is not None:
+            try:
+                await live.transport.close()
+            except Exception as e:
+                logger.warning(f"{self}: transport of {live.session_id} not closed: {e}")
+        if self._rooms is None or not live.in_livekit:
             return
         try:
             await self._rooms.delete_room(live.room)

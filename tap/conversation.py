@@ -12,6 +12,15 @@ from frames.emotion import EmotionFrame
 from frames.quests import QuestDraftFrame, QuestOperationFrame
 from tap.payloads import transcript_confidence
 
+# The frames the conversation keeps something of.
+_KEPT = (
+    QuestOperationFrame,
+    EmotionFrame,
+    QuestDraftFrame,
+    TranscriptionFrame,
+    AggregatedTextFrame,
+)
+
 
 @dataclass
 class ConversationLog:
@@ -31,6 +40,8 @@ class ConversationLog:
 
     def observe(self, frame: Frame) -> None:
         """Keep what `frame` adds to the conversation."""
+        if not isinstance(frame, _KEPT):
+            return
         if isinstance(frame, QuestOperationFrame):
             self._count_operation(frame)
         elif isinstance(frame, EmotionFrame):

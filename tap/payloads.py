@@ -25,6 +25,8 @@ MAX_TEXT = 4000
 MAX_ITEMS = 100
 MAX_DEPTH = 4
 
+_SCALARS = frozenset({type(None), bool, int, float})
+
 _fields_by_class: dict[type, tuple[str, ...]] = {}
 
 
@@ -38,7 +40,13 @@ def frame_payload(frame: Frame) -> dict[str, Any]:
     names = _fields_by_class.get(type(frame))
     if names is None:
         names = _fields_by_class[type(frame)] = _journaled_fields(frame)
-    payload = {name: _jsonable(getattr(frame, name, None), 0) for name in names}
+    payload = {}
+    for name in names:
+        value = getattr(frame, name, None)
+        # Most fields are short text, numbers or None: kept as they are, without a call.
+        if type(value) not in _SCALARS and not (type(value) is str and len(value) <= MAX_TEXT):
+            value = _jsonable(value, 0)
+        payload[name] = value
     if isinstance(frame, TranscriptionFrame | InterimTranscriptionFrame):
         confidence = transcript_confidence(frame)
         if confidence is not None:
@@ -64,6 +72,8 @@ def _journaled_fields(frame: Frame) -> tuple[str, ...]:
 
 def transcript_confidence(frame: TranscriptionFrame | InterimTranscriptionFrame) -> float | None:
     """The STT's confidence in a transcript, where the service reports one (Deepgram does)."""
+    if frame.result is None:  # most frames; a raised AttributeError would cost a microsecond
+        return None
     try:
         value = frame.result.channel.alternatives[0].confidence  # type: ignore[union-attr]
     except (AttributeError, IndexError, TypeError):

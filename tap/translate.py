@@ -43,6 +43,17 @@ _STATE_AFTER: dict[type[Frame], str] = {
     BotStoppedSpeakingFrame: "listening",
 }
 
+# Every other frame the phone may hear about is one of these.
+_TRANSLATED = (
+    InterimTranscriptionFrame,
+    TranscriptionFrame,
+    AggregatedTextFrame,
+    QuestDraftFrame,
+    QuestOperationFrame,
+    EmotionFrame,
+    FunctionCallInProgressFrame,
+)
+
 
 class PhoneTranslator:
     """Turns the frames of a session into the messages of the phone protocol.
@@ -62,6 +73,8 @@ class PhoneTranslator:
                 return None
             self._state = state
             return BotState(state=state)  # type: ignore[arg-type]
+        if not isinstance(frame, _TRANSLATED):
+            return None
         if isinstance(frame, InterimTranscriptionFrame):
             return PartialTranscript(text=frame.text, confidence=transcript_confidence(frame))
         if isinstance(frame, TranscriptionFrame):

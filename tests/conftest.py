@@ -1,4 +1,5 @@
 pytest_plugins = [
+    "tests.support.network_guard",
     "tests.support.postgres",
     "tests.support.livekit",
     "tests.support.speech",

@@ -1,7 +1,7 @@
 import inspect
 
 import aioice.ice
-from aiortc import RTCPeerConnection
+from aiortc import RTCConfiguration, RTCPeerConnection
 
 from transport.loopback_ice import gather_on_loopback_only, keep_loopback_candidates
 
@@ -24,7 +24,7 @@ async def test_peers_offer_only_loopback_candidates_while_asked_to():
     original = aioice.ice.get_host_addresses
     restore = gather_on_loopback_only()
     try:
-        pc = RTCPeerConnection()
+        pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))  # no STUN: nothing leaves
         pc.addTransceiver("audio")
         await pc.setLocalDescription(await pc.createOffer())
         assert candidate_addresses(pc.localDescription.sdp) == {"127.0.0.1"}
@@ -46,3 +46,13 @@ def test_foreign_candidates_are_dropped_from_an_offer():
     kept = keep_loopback_candidates(sdp)
     assert candidate_addresses(kept) == {"127.0.0.1"}
     assert "m=audio" in kept and "a=mid:0" in kept
+
+
+async def test_a_default_peer_would_ask_a_public_stun_server(no_lookups_beyond_this_machine):
+    # What the guard is for: aiortc's default configuration looks up a public STUN server.
+    pc = RTCPeerConnection()
+    pc.addTransceiver("audio")
+    await pc.setLocalDescription(await pc.createOffer())
+    await pc.close()
+    assert no_lookups_beyond_this_machine, "aiortc no longer asks a STUN server by default"
+    no_lookups_beyond_this_machine.clear()  # seen, and refused: nothing left the machine

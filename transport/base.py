@@ -63,3 +63,10 @@ class KaneTransport(Protocol):
     async def set_attributes(self, attributes: dict[str, str]) -> None:
         """Set attributes of the bot's participant (a no-op where they do not exist)."""
         ...
+
+    async def close(self) -> None:
+        """Let go of what the transport holds outside its pipeline (idempotent).
+
+        Called when the session is over, also when its pipeline never ran.
+        """
+        ...

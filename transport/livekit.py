@@ -106,6 +106,9 @@ class KaneLiveKitTransport(LiveKitTransport):
         except Exception as e:
             logger.warning(f"{self}: text stream on '{topic}' not sent: {e}")
 
+    async def close(self) -> None:
+        """Nothing to let go of: the pipeline leaves the room when it ends."""
+
     async def set_attributes(self, attributes: dict[str, str]) -> None:
         """Set attributes of the bot's participant (for example `lk.agent.state`)."""
         if not self._room.isconnected():

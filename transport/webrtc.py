@@ -170,6 +170,11 @@ class KaneWebRTCTransport(SmallWebRTCTransport):
             return
         self._connection.send_app_message({"type": ATTRIBUTES, "attributes": attributes})
 
+    async def close(self) -> None:
+        """Close the peer connection, also one whose session never got to run."""
+        if self._connection.pc.connectionState != "closed":
+            await self._connection.disconnect()
+
     def _connection_open(self) -> bool:
         return self._connection.pc.connectionState not in ("closed", "failed")
 

@@ -73,6 +73,12 @@ async def playground_worker(database_dsn: str, tmp_path: Path) -> AsyncIterator[
         "DEEPGRAM_API_KEY": "",
         "OPENAI_API_KEY": "",
         "HUME_API_KEY": "",
+        "KANE_STT": "auto",
+        "KANE_LLM": "auto",
+        "KANE_TTS": "openai,deepgram,espeak",
+        "LIVEKIT_URL": "",
+        "LIVEKIT_API_KEY": "",
+        "LIVEKIT_API_SECRET": "",
     }
     async with running_worker(env, tmp_path / "worker.log") as process:
         yield process

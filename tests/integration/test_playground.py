@@ -53,7 +53,7 @@ async def app(database_dsn: str, tmp_path: Path) -> AsyncIterator[FastAPI]:
 
 def client_of(app: FastAPI, host: str = "127.0.0.1") -> httpx.AsyncClient:
     transport = httpx.ASGITransport(app=app, client=(host, 50123))
-    return httpx.AsyncClient(transport=transport, base_url="http://kane", timeout=30)
+    return httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1:7860", timeout=30)
 
 
 async def health(app: FastAPI) -> dict:
@@ -209,6 +209,23 @@ async def test_the_page_and_its_files_are_served_to_local_clients_only(app):
         assert (await remote.get("/playground")).status_code == 403
         offer = {"sdp": "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\n", "type": "offer"}
         assert (await remote.post("/playground/offer", json=offer)).status_code == 403
+
+
+async def test_pages_elsewhere_cannot_reach_the_playground(app):
+    offer = {"sdp": "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\n", "type": "offer"}
+    async with client_of(app) as http:
+        # DNS rebinding: another site's name pointed at 127.0.0.1
+        rebound = await http.get("/playground", headers={"Host": "evil.example:7860"})
+        assert rebound.status_code == 403
+        # A page of another site posting from the person's browser
+        cross = await http.post(
+            "/playground/offer", json=offer, headers={"Origin": "http://evil.example"}
+        )
+        assert cross.status_code == 403
+        # The page itself, by any local name
+        for host in ("localhost:7860", "[::1]:7860", "127.0.0.1"):
+            page = await http.get("/playground", headers={"Host": host})
+            assert page.status_code == 200, host
 
 
 async def test_without_the_playground_there_are_no_routes(database_dsn, tmp_path):

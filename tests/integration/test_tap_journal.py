@@ -1,9 +1,10 @@
 """A session's tap and journal together: a database outage mid-session loses nothing.
 
-A real Pipecat pipeline runs with a ``FrameTap`` that journals into a ``JournalWriter`` on a
-test-own embedded PostgreSQL. The server is stopped while frames keep flowing and started
-again; once the pipeline has ended and the writer is closed, ``frame_journal`` holds every
-event the tap numbered (seq 1..N, no gap, no duplicate) and every frame that was queued.
+A real Pipecat pipeline, a ``TappedPipeline``, runs with a ``FrameTap`` that journals into a
+``JournalWriter`` on a test-own embedded PostgreSQL. The server is stopped while frames keep
+flowing and started again; once the pipeline has ended and the writer is closed,
+``frame_journal`` holds every event the tap numbered (seq 1..N, no gap, no duplicate) and
+every frame that was queued, and the phone heard every turn.
 """
 
 from __future__ import annotations
@@ -23,14 +24,15 @@ from pipecat.frames.frames import (
     TranscriptionFrame,
     TTSTextFrame,
 )
-from pipecat.pipeline.pipeline import Pipeline
 from pipecat.pipeline.worker import PipelineWorker
 from pipecat.processors.filters.identity_filter import IdentityFilter
 from pipecat.workers.runner import WorkerRunner
 
+from protocol import BotState, FinalTranscript
 from storage.database import Database
 from storage.embedded import EmbeddedPostgres
 from tap.observer import FrameTap
+from tap.pipeline import TappedPipeline
 
 PHASE_S = 1.0  # frames flow this long before, during and after the outage
 AUDIO = b"\x00\x00" * 320  # 20 ms at 16 kHz
@@ -70,10 +72,10 @@ async def test_database_outage_mid_session_loses_no_frame(
     writer = database.journal_writer(tmp_path / "journal.spool", retry_max_s=0.2)
     writer.start()
     session = uuid.uuid4()
-    tap = FrameTap(session_id=str(session), journal=writer, phone=CollectingPhone())  # type: ignore[arg-type]
+    phone = CollectingPhone()
+    tap = FrameTap(session_id=str(session), journal=writer, phone=phone)  # type: ignore[arg-type]
     worker = PipelineWorker(
-        Pipeline([IdentityFilter(), IdentityFilter(), IdentityFilter()]),
-        observers=[tap],
+        TappedPipeline([IdentityFilter(), IdentityFilter(), IdentityFilter()], tap=tap),
         enable_rtvi=False,
         idle_timeout_secs=None,
     )
@@ -135,6 +137,11 @@ async def test_database_outage_mid_session_loses_no_frame(
         ]
         assert sorted(journaled, key=str) == sorted(expected, key=str)
         assert kinds[-1] == "EndFrame"
+        # And the phone heard every turn's final transcript, in order, while it went on.
+        turns = len(sent) // 9
+        finals = [m.text for m in phone.sent if isinstance(m, FinalTranscript)]
+        assert finals == [f"turn {n} final" for n in range(turns)]
+        assert phone.sent.count(BotState(state="speaking")) == turns
         print(f"{tap.events} events, {len(sent)} frames queued, {writer.spooled} through the spool")
     finally:
         if not running.done():

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from aiortc import RTCPeerConnection, RTCSessionDescription
+from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import AudioStreamTrack, MediaStreamError, MediaStreamTrack
 from av import AudioFrame
 
@@ -70,7 +70,8 @@ class PlaygroundPeer:
     """The page's side of a playground session: microphone, speaker, data channel."""
 
     def __init__(self) -> None:
-        self.pc = RTCPeerConnection()
+        # No ICE servers (aiortc would ask a public STUN server): like the page, host only.
+        self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
         self.microphone = Microphone()
         self.pc.addTrack(self.microphone)
         self.channel = self.pc.createDataChannel("kane", ordered=True)
