@@ -6,20 +6,26 @@ Examples::
     uv run python -m experiments replay 0b6f...-... --pipeline pipelines/no_emotion.toml
     uv run python -m experiments replay --user ada --since 2026-11-01 --text
 
-Every run goes into a scratch database (an embedded PostgreSQL in a temporary folder), so
-nothing touches the person's data; replays only read the worker's database.
+Both run on the offline engines (faster-whisper, the rules coach, eSpeak NG, local emotion),
+so nothing leaves the machine; ``simulate --configured-engines`` runs the ones the settings
+configure instead. Every run goes into a scratch database (an embedded PostgreSQL in a
+temporary folder), so nothing touches the person's data; replays only read the worker's
+database, and never migrate it. Every input is checked before anything runs.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
+import uuid
 from collections.abc import Sequence
 from datetime import UTC, date, datetime, time
 from pathlib import Path
 from typing import TextIO
 
+import asyncpg
 from loguru import logger
 from pydantic import ValidationError
 
@@ -33,12 +39,14 @@ from experiments.report import (
     side_by_side,
     summary_table,
 )
-from experiments.runs import ScratchPostgres, run_file_session
+from experiments.runs import ScratchPostgres, offline, run_file_session
 from experiments.stored import StoredSession, StoredSessionError, load_session, sessions_since
 from processors.stages import PipelineError, PipelineSpec, load_pipeline
 from settings import Settings
-from storage.database import Database
-from transport.file import FileTransport, FileTransportError, FileTransportParams, SentMessage
+from storage.database import Database, redact_dsn
+from storage.migrations import MigrationError
+from transport.file import FileTransport, FileTransportError, FileTransportParams
+from transport.file_records import SentMessage
 
 USAGE_ERROR = 2
 
@@ -98,6 +106,12 @@ def _parser() -> argparse.ArgumentParser:
     simulate.add_argument("--pipeline", type=Path, help="a pipeline file (default KANE_PIPELINE)")
     simulate.add_argument("--user", default="experiment", help="who talks (default experiment)")
     simulate.add_argument("--bot-audio", type=Path, help="write KANE's voice to this WAV")
+    simulate.add_argument(
+        "--configured-engines",
+        action="store_true",
+        help="use the engines the settings configure (cloud ones with their keys), not the "
+        "offline ones: the person's audio and words then leave the machine",
+    )
     _speed_argument(simulate, default=1.0)
     simulate.set_defaults(run=_simulate)
 
@@ -148,23 +162,30 @@ def _params(speed: float) -> FileTransportParams:
 
 
 async def _simulate(args: argparse.Namespace, out: TextIO) -> int:
-    settings = Settings()
-    pipeline = load_pipeline(args.pipeline or settings.kane_pipeline)
+    params = _params(args.speed)
+    if not args.user.strip():
+        raise UsageError("--user must name someone")
     if not args.audio.is_file():
         raise UsageError(f"no such file: {args.audio}")
+    if args.bot_audio is not None:
+        _check_writable(args.bot_audio, option="--bot-audio")
+    configured = Settings()
+    settings = configured if args.configured_engines else offline(configured)
+    pipeline = load_pipeline(args.pipeline or settings.kane_pipeline)
     transport = FileTransport(
         user_identity=args.user,
         audio=args.audio,
         bot_audio_path=args.bot_audio,
-        params=_params(args.speed),
+        params=params,
     )
-    engines = settings.describe_engines()
+    engines = "the configured engines" if args.configured_engines else "offline engines"
     print(
         f"simulating {args.audio} ({transport.audio_s:.1f} s) through pipeline "
-        f"'{pipeline.name}' at {args.speed:g}x; stt {engines['stt']}, llm {engines['llm']}, "
-        f"tts {engines['tts']}",
+        f"'{pipeline.name}' at {args.speed:g}x, on {engines}:",
         file=out,
     )
+    for stage, engine in _engines(settings, pipeline):
+        print(f"  {stage:8} {engine}", file=out)
 
     def show(message: SentMessage) -> None:
         print(message_line(message), file=out, flush=True)
@@ -192,14 +213,45 @@ async def _simulate(args: argparse.Namespace, out: TextIO) -> int:
     return 0
 
 
+def _check_writable(path: Path, *, option: str) -> None:
+    """Make sure a file can be written at `path` (its folder is made when missing)."""
+    if path.is_dir():
+        raise UsageError(f"{option} {path}: a folder, not a file")
+    if path.exists():
+        if not os.access(path, os.W_OK):
+            raise UsageError(f"{option} {path}: not writable")
+        return
+    folder = next(p for p in (path.parent, *path.parent.parents) if p.exists())
+    if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
+        raise UsageError(f"{option} {path}: cannot write in {folder}")
+
+
+def _engines(settings: Settings, pipeline: PipelineSpec) -> list[tuple[str, str]]:
+    """The engine of each stage of a session, as the header shows them."""
+    engines = settings.describe_engines()
+    if any(stage.name == "emotion" for stage in pipeline.stages):
+        emotion = engines["emotion"]
+    else:
+        emotion = f"none (pipeline '{pipeline.name}' has no emotion stage)"
+    return [
+        ("vad", engines["vad"]),
+        ("stt", engines["stt"]),
+        ("llm", engines["llm"]),
+        ("tts", engines["tts"]),
+        ("emotion", emotion),
+    ]
+
+
 async def _replay(args: argparse.Namespace, out: TextIO) -> int:
     if args.user is not None and args.since is None:
         raise UsageError("--user needs --since (the first day to replay)")
     if args.session is not None and args.since is not None:
         raise UsageError("--since goes with --user, not with a session id")
+    if args.session is not None:
+        _check_session_id(args.session)
+    params = _params(args.speed)
     settings = Settings()
     other = load_pipeline(args.pipeline or settings.kane_pipeline)
-    params = _params(args.speed)
     stored = await _load_stored(args, settings)
     if args.session is not None:
         return await _replay_one(stored[0], other, settings, params, args, out)
@@ -268,13 +320,16 @@ def _when(session: StoredSession) -> str:
     return f"{session.started_at.astimezone(UTC):%Y-%m-%d %H:%M}"
 
 
+def _check_session_id(text: str) -> None:
+    try:
+        uuid.UUID(text)
+    except ValueError:
+        raise UsageError(f"{text!r} is not a session id (a UUID)") from None
+
+
 async def _load_stored(args: argparse.Namespace, settings: Settings) -> list[StoredSession]:
     """The sessions to replay, read from the worker's database (which is then closed)."""
-    url = args.database_url or (
-        settings.database_url.get_secret_value() if settings.database_url else None
-    )
-    data_dir = args.data_dir or settings.kane_data_dir
-    database = await Database.open(url, data_dir=data_dir / "postgres")
+    database = await _open_worker_database(args, settings)
     try:
         if args.session is not None:
             return [await load_session(database, args.session)]
@@ -285,6 +340,31 @@ async def _load_stored(args: argparse.Namespace, settings: Settings) -> list[Sto
         ]
     finally:
         await database.close()
+
+
+async def _open_worker_database(args: argparse.Namespace, settings: Settings) -> Database:
+    """The worker's database, as it is: a replay reads it and never migrates it."""
+    url = args.database_url or (
+        settings.database_url.get_secret_value() if settings.database_url else None
+    )
+    if url:
+        where = redact_dsn(url)
+        data_dir = None
+    else:
+        data_dir = (args.data_dir or settings.kane_data_dir) / "postgres"
+        where = f"the embedded PostgreSQL in {data_dir}"
+        # Starting a server on a folder without one would make a new, empty database there.
+        if not (data_dir / "PG_VERSION").is_file():
+            raise UsageError(
+                f"no worker's database in {data_dir} (give --database-url, or --data-dir "
+                "with the worker's KANE_DATA_DIR)"
+            )
+    try:
+        return await Database.open(url, data_dir=data_dir, migrate=False)
+    except MigrationError as e:
+        raise UsageError(f"the worker's database ({where}) cannot be replayed from: {e}") from e
+    except (OSError, ValueError, asyncpg.PostgresError, asyncpg.InterfaceError) as e:
+        raise UsageError(f"cannot open the worker's database ({where}): {e}") from e
 
 
 def _labels(own: PipelineSpec, other: PipelineSpec) -> tuple[str, str]:

@@ -6,7 +6,7 @@ from collections import Counter
 from dataclasses import dataclass
 
 from experiments.runs import RunResult
-from transport.file import SentMessage, UserTurn
+from transport.file_records import SentMessage, UserTurn
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any, TextIO, TypeVar
 
 from experiments.compare import Draft, Outcome, QuestLine
-from transport.file import SentMessage
+from transport.file_records import SentMessage
 
 WIDTH = 100
 T = TypeVar("T")

@@ -21,7 +21,8 @@ from settings import Settings
 from storage.database import Database
 from storage.embedded import EmbeddedPostgres
 from storage.quests import Quest
-from transport.file import FileTransport, SentMessage, UserTurn
+from transport.file import FileTransport
+from transport.file_records import SentMessage, UserTurn
 
 
 @dataclass
@@ -163,7 +164,8 @@ async def run_file_session(
 def offline(settings: Settings) -> Settings:
     """The same settings with every engine offline: faster-whisper, rules coach, eSpeak NG.
 
-    Emotion is measured locally too (no Hume), so nothing leaves the machine.
+    Emotion is measured locally too: without a Hume key the emotion stage gets only the
+    local analyzer. Nothing leaves the machine.
     """
     return settings.model_copy(
         update={

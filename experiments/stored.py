@@ -12,7 +12,7 @@ from pydantic import ValidationError
 
 from processors.stages import PipelineSpec
 from storage.database import Database
-from transport.file import TextTurn
+from transport.file_records import TextTurn
 
 # The journal's kind of the person's final words, and of the moment they joined.
 _FINAL_TRANSCRIPT = "TranscriptionFrame"

@@ -9,12 +9,14 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import asyncpg
+from asyncpg.pool import PoolConnectionProxy
 from loguru import logger
 
 from storage.conversations import ConversationStore
 from storage.embedded import EmbeddedPostgres
 from storage.journal import JournalWriter
-from storage.migrations import migrate
+from storage.migrations import MigrationError, load_migrations
+from storage.migrations import migrate as apply_migrations
 from storage.patterns import PatternStore
 from storage.quests import QuestStore
 from storage.sessions import SessionStore
@@ -26,6 +28,7 @@ POOL_MAX_SIZE = 8
 # /health must answer fast even when the database does not.
 COMMAND_TIMEOUT_S = 30.0
 PING_TIMEOUT = 1.0
+_APPLIED_VERSIONS = "SELECT version FROM schema_migrations"
 
 
 class Database:
@@ -33,7 +36,7 @@ class Database:
 
     Open with ``await Database.open(settings.database_url)``: with a URL it connects to
     that server; without one it starts the embedded PostgreSQL. Either way the schema is
-    migrated before ``open`` returns.
+    migrated before ``open`` returns (or, with ``migrate=False``, found up to date).
 
     Connections decode ``json``/``jsonb`` to Python objects and encode them from Python
     objects (``jsonb`` in binary format, which ``copy_records_to_table`` needs).
@@ -72,6 +75,7 @@ class Database:
         data_dir: Path | None = None,
         min_size: int = POOL_MIN_SIZE,
         max_size: int = POOL_MAX_SIZE,
+        migrate: bool = True,
     ) -> Database:
         """Connects (starting the embedded server if needed), migrates, and returns.
 
@@ -82,9 +86,13 @@ class Database:
                 ``<user data dir>/kane/postgres``. Ignored with a URL.
             min_size: Connections the pool keeps open.
             max_size: Most connections the pool opens.
+            migrate: Bring the schema up to date. False leaves the database as it is, for
+                a reader of someone else's database, and refuses one whose schema is older
+                than this code.
 
         Raises:
-            storage.migrations.MigrationError: The schema cannot be brought up to date.
+            storage.migrations.MigrationError: The schema cannot be brought up to date
+                (or, with ``migrate=False``, is not up to date).
             OSError, asyncpg.PostgresError: The server cannot be reached.
         """
         embedded: EmbeddedPostgres | None = None
@@ -108,7 +116,10 @@ class Database:
             raise
         try:
             async with pool.acquire() as conn:
-                await migrate(conn)
+                if migrate:
+                    await apply_migrations(conn)
+                else:
+                    await _check_schema(conn)
                 major = conn.get_server_version().major
         except BaseException:
             await pool.close()
@@ -228,6 +239,27 @@ def redact_dsn(dsn: str) -> str:
         return redacted
     except ValueError:
         return "<unparseable database URL>"
+
+
+async def _check_schema(conn: asyncpg.Connection | PoolConnectionProxy) -> None:
+    """Refuses a database missing migrations this code knows; only reads it.
+
+    Raises:
+        MigrationError: The database has no KANE schema, or one older than this code.
+    """
+    try:
+        applied = {row["version"] for row in await conn.fetch(_APPLIED_VERSIONS)}
+    except asyncpg.UndefinedTableError:
+        raise MigrationError(
+            "the database has no KANE schema (no schema_migrations table)"
+        ) from None
+    pending = [m for m in load_migrations() if m.version not in applied]
+    if pending:
+        names = ", ".join(f"{m.version:04d}_{m.name}" for m in pending)
+        raise MigrationError(
+            f"the database's schema is older than this code (not applied: {names}); "
+            "the worker migrates it when it starts"
+        )
 
 
 def _encode_jsonb(value: Any) -> bytes:
