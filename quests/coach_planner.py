@@ -3,7 +3,7 @@
 What it understands of the words comes from the partial-quest detector's rules
 (`processors/quest_cues.toml`): the quests stated, corrections and success criteria. Sentences
 about a quest already on the list (make it the main one, it is done, drop it) it reads with
-its own patterns, and it finds the quest they mean by its title's words.
+the patterns of `quests/coach_acts.py`, and it finds the quest they mean by its title's words.
 """
 
 from __future__ import annotations
@@ -15,43 +15,10 @@ from typing import Any
 
 from processors.quest_cues import PREVIOUS, Criterion, Found, QuestCues, Words
 from quests.board import QuestBoard
+from quests.coach_acts import Act, read_act
 from storage.quests import MAX_CRITERIA, MAX_CRITERION, MAX_TITLE
 
 _SENTENCE_END = {".", "!", "?", ";"}
-# Things said about a quest already on the list; `ref` names it. Matched on one sentence,
-# lower-cased, fillers and punctuation out.
-_SET_MAIN = [
-    r"\b(?:make|set) (?P<ref>.+?) (?:my|the) (?:main|top|first) (?:quest|one|thing|priority|task)",
-    r"^(?:so |and |actually |no )*(?P<ref>.+?) (?:is|should be|will be) (?:my|the) "
-    r"(?:main|top|first) (?:quest|one|thing|priority|task)(?: today| for today)?$",
-    r"^(?:so |and |actually |no )*(?P<ref>.+?) (?:comes|goes) first$",
-]
-_COMPLETE = [
-    r"\b(?:i|we|i've|we've|i have|we have) (?:just |already |finally |now )?(?:finished"
-    r"|completed|wrapped up|knocked out|crossed off|checked off|ticked off) (?P<ref>.+)",
-    r"\b(?:i'm|i am|we're|we are) (?:all |totally |now |finally )?(?:done|finished) with "
-    r"(?P<ref>.+)",
-    r"\b(?:mark|tick|check|cross) off (?P<ref>.+)",
-    r"\b(?:mark|tick|check|cross) (?P<ref>.+?) (?:off|as done|as complete|as completed"
-    r"|as finished|done|complete|completed)$",
-    r"^(?:so |and |okay |ok )?(?P<ref>.+?)(?: is| are| was|'s) (?:now |all |finally )?"
-    r"(?:done|finished|complete|completed)$",
-    r"\b(?:i|we) (?:got|have) (?P<ref>.+?) done$",
-]
-_DELETE = [
-    r"\b(?:delete|remove|drop|scrap|ditch|cancel|skip|forget about|forget|get rid of|strike"
-    r"|cross out) (?P<ref>.+?)(?: (?:off|from) (?:the |my )?(?:list|board|quests))?$",
-    r"\btake (?P<ref>.+?) off(?: (?:the |my )?(?:list|board|quests))?$",
-    r"\b(?:i'm|i am|we're|we are) not (?:going to |gonna )?(?:do |doing )?(?P<ref>.+?)"
-    r"(?: today| anymore| after all)?$",
-    r"\b(?:i|we) (?:won't|will not|don't need to|do not need to|no longer need to"
-    r"|don't have to) (?:do )?(?P<ref>.+?)(?: today| anymore| after all)?$",
-]
-_ACTS = [
-    (act, re.compile(pattern))
-    for act, patterns in (("set_main", _SET_MAIN), ("complete", _COMPLETE), ("delete", _DELETE))
-    for pattern in patterns
-]
 # Words that point at a quest without naming it.
 _POINTERS = {"it", "that", "this", "one", "last", "thing", "quest", "task", "item", "side"}
 
@@ -108,23 +75,6 @@ class _Sentence:
     said: str
 
 
-@dataclass
-class _Act:
-    """A sentence about a quest on the list.
-
-    Parameters:
-        kind: set_main, complete or delete.
-        target: The quest (an id or a step's ref); None when the words fit none.
-        words: What the person called it, as heard.
-        at: The word the sentence's command starts at.
-    """
-
-    kind: str
-    target: str | int | None
-    words: str
-    at: int
-
-
 class CoachPlanner:
     """Plans the quest tool calls a good model would make for the person's words."""
 
@@ -167,7 +117,7 @@ class CoachPlanner:
         quests = [f for f in analysis.quests if f.status in ("active", "not_today")]
         criteria = self._cues.find_criteria(text)
         sentences = list(_sentences(words))
-        acts: list[_Act] = []
+        acts: list[tuple[int, Act]] = []  # with the word each starts at
         for sentence in sentences:
             in_sentence = [f for f in quests if sentence.start <= f.start < sentence.end]
             if any(sentence.start <= c.start < sentence.end for c in criteria):
@@ -176,22 +126,21 @@ class CoachPlanner:
             # may a sentence that starts with one ("mark the main quest done"); a quest
             # statement is not ("I need to cancel the gym membership").
             corrected = bool(in_sentence) and all(f.replaces is not None for f in in_sentence)
-            act = self._act(sentence, plan, sure=corrected or not listed)
+            act = read_act(sentence.low, sentence.said, plan.find, sure=corrected or not listed)
+            if act is None:
+                continue
+            at = sentence.kept[act.at]
             first_cue = min((f.key[0] for f in in_sentence), default=sentence.end)
-            if act and (
-                act.kind == "set_main"
-                or act.at < first_cue
-                or (corrected and act.target is not None)
-            ):
+            if act.kind == "set_main" or at < first_cue or (corrected and act.target is not None):
                 quests = [f for f in quests if f not in in_sentence]
-                acts.append(act)
+                acts.append((at, act))
         if analysis.retract_previous and not any(f.replaces == PREVIOUS for f in quests):
             if not acts:
                 plan.delete(plan.previous)
-        items: list[tuple[int, Found | Criterion | _Act]] = [
+        items: list[tuple[int, Found | Criterion | Act]] = [
             *((f.start, f) for f in quests),
             *((c.start, c) for c in criteria),
-            *((a.at, a) for a in acts),
+            *acts,
         ]
         for at, item in sorted(items, key=lambda pair: pair[0]):
             plan.sentence = next((i for i, s in enumerate(sentences) if at < s.end), -1)
@@ -214,28 +163,6 @@ class CoachPlanner:
         """
         words = re.findall(r"[a-z0-9]+(?:'[a-z]+)?", text.lower().replace("’", "'"))
         return {_stem(w) for w in words if w not in self._minor and w not in _POINTERS}
-
-    def _act(self, sentence: _Sentence, plan: _Plan, *, sure: bool) -> _Act | None:
-        """What a sentence asks of a quest on the list, if it is about one.
-
-        Words that fit no quest are about the list only when `sure` or when they say so.
-        """
-        for kind, pattern in _ACTS:
-            match = pattern.search(sentence.low)
-            if match is None:
-                continue
-            act = _Act(
-                kind=kind,
-                target=plan.find(match.group("ref")),
-                words=sentence.said[match.start("ref") : match.end("ref")],
-                at=sentence.kept[sentence.low[: match.start()].count(" ")],
-            )
-            if act.target is None and kind != "set_main" and not sure:
-                # "I finished the report" with no such quest: not about the list.
-                mentions_list = re.search(r"\b(?:quest|list|task)s?\b", sentence.low)
-                return act if mentions_list else None
-            return act
-        return None
 
 
 class _Plan:
@@ -322,7 +249,7 @@ class _Plan:
             return
         self._call("set_success_criteria", target, criteria=[criterion])
 
-    def act(self, act: _Act) -> None:
+    def act(self, act: Act) -> None:
         """Set a quest as main, complete or delete it, by what the person called it."""
         target = act.target
         if act.kind == "set_main":

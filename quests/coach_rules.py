@@ -24,18 +24,10 @@ from processors.quest_cues import QuestCues
 from quests.coach_context import ToolCall, read_turn, replay
 from quests.coach_planner import CoachPlanner, PlanStep
 from quests.coach_replies import CoachReplies
+from quests.tools import quest_tools_schema
 
-QUEST_TOOLS = frozenset(
-    {
-        "create_quest",
-        "update_quest",
-        "set_main_quest",
-        "set_success_criteria",
-        "complete_quest",
-        "delete_quest",
-        "list_quests",
-    }
-)
+# The tools it keeps the quests with: it calls them only when the context offers them all.
+QUEST_TOOLS = frozenset(tool.name for tool in quest_tools_schema().standard_tools)
 # Tool calls in one turn at most: a plan longer than this is cut, so no turn loops.
 _MAX_CALLS = 8
 
@@ -50,7 +42,7 @@ _IDENTITY = re.compile(
 
 @dataclass
 class CoachDecision:
-    """What to do with a context: call one tool, or say some lines.
+    """What to do with a context: call one tool, or say some lines (none while a call runs).
 
     Parameters:
         call: The tool to call and its arguments; None to speak.
@@ -68,9 +60,10 @@ class CoachRules:
     make: create_quest (main or side, the title in their words), set_success_criteria ("I'll
     know it's done when..."), update_quest on a correction ("actually..."), set_main_quest,
     complete_quest and delete_quest, and list_quests first when it has not seen the quests
-    yet. A tool that answers with an error stops the plan: it says it could not. Without the
-    quest tools it says it cannot keep quests. Asked what it is, it says it is KANE's
-    offline coach, rules and not a language model.
+    yet. A tool that answers with an error stops the plan: it says it could not. While a
+    call has not answered it waits; a call Pipecat cancelled it makes again, once a listing
+    shows it was not made after all. Without the quest tools it says it cannot keep quests.
+    Asked what it is, it says it is KANE's offline coach, rules and not a language model.
     """
 
     def __init__(self, cues: QuestCues) -> None:
@@ -90,9 +83,17 @@ class CoachRules:
             tools: The tools it may call.
 
         Returns:
-            One tool call, or the lines of the reply.
+            One tool call, or the lines of the reply; neither while a call is running.
         """
         turn = read_turn(messages)
+        if turn.waiting:
+            # Run while a call is running (the person spoke meanwhile): its result comes, and
+            # the context with it runs the coach again. Calling it again now would make the
+            # change twice, and saying it failed would be wrong: nothing to say yet.
+            return CoachDecision()
+        if turn.unsure and "list_quests" in tools:
+            # A change cancelled while it ran may have been made all the same: look first.
+            return CoachDecision(call=("list_quests", {}))
         identity = bool(_IDENTITY.search(turn.words.lower().replace("’", "'")))
         calls = list(turn.calls)
         listing = calls.pop(0) if calls and calls[0].name == "list_quests" else None

@@ -52,7 +52,9 @@ class RulesCoachLLMService(LLMService):
     Each `LLMContextFrame` gets one response, between `LLMFullResponseStartFrame` and
     `LLMFullResponseEndFrame`, as from a real model: either one quest tool call, run with
     `run_function_calls` (the assistant aggregator then adds the call and its result to the
-    context and runs the service again), or the reply, a sentence per `LLMTextFrame`.
+    context and runs the service again), or the reply, a sentence per `LLMTextFrame`. Run
+    while its last call is still running (the person spoke meanwhile), the response is
+    empty: the call's result runs it again, with the person's new words in the context.
 
     `CoachRules` (`quests/coach_rules.py`) decides which: the tool calls a good model would
     make for the person's words since it last spoke, one at a time and in order, then what it

@@ -122,7 +122,7 @@ async def test_odd_messages_and_tool_results_still_get_a_sensible_reply():
     messages = [
         LLMSpecificMessage(llm="google", message={"parts": ["hi"]}),
         {"role": "user", "content": [{"type": "text", "text": "Thanks!"}]},
-        *tool_exchange("c1", "list_quests", {}, "IN_PROGRESS"),
+        *tool_exchange("c1", "list_quests", {}, "IN_PROGRESS"),  # never answered
         *tool_exchange("c2", "create_quest", {}, {"ok": True, "quest": {"title": 3}}),
         *tool_exchange("c3", "list_quests", {}, {"ok": True, "quests": "none"}),
         {"role": "tool", "tool_call_id": "nobody", "content": "{not json"},
@@ -130,8 +130,19 @@ async def test_odd_messages_and_tool_results_still_get_a_sensible_reply():
         {"role": "user"},
     ]
     down = await reply_to(messages, coach=coach_with_tools(), tools=True)
-    assert not any(isinstance(f, ErrorFrame) for f in down)
-    assert "couldn't" in said(down)  # its first tool call this turn did not answer
+    assert not any(isinstance(f, (ErrorFrame, FunctionCallsStartedFrame)) for f in down)
+    assert said(down) == "What's the one thing that would make today a win?"
+
+
+async def test_run_while_its_call_is_running_it_answers_with_an_empty_response():
+    messages = [
+        {"role": "user", "content": "My main quest is to write the report."},
+        *tool_exchange("c1", "list_quests", {}, {"ok": True, "quests": []}),
+        *tool_exchange("c2", "create_quest", {"title": "Write the report"}, "IN_PROGRESS"),
+        {"role": "user", "content": "I also need to call the bank."},
+    ]
+    down = await reply_to(messages, coach=coach_with_tools(), tools=True)
+    assert [type(f) for f in down] == [LLMFullResponseStartFrame, LLMFullResponseEndFrame]
 
 
 async def test_without_quest_tools_it_says_it_cannot_keep_them():

@@ -3,7 +3,8 @@
 The pipeline is the bot's from the user aggregator to the assistant aggregator: the coach
 note, the rules coach with `QuestTools` registered, the quest board tracker. The person's
 turns go in one at a time, each once the coach has answered the one before; an observer sees
-what leaves the coach, as the tap does.
+what leaves the coach, as the tap does. Where the person speaks or interrupts while a quest is
+being saved, another database client holds the writes to the quests until the test lets go.
 """
 
 from __future__ import annotations
@@ -11,22 +12,30 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
+import asyncpg
 from pipecat.frames.frames import (
     EndFrame,
     Frame,
     FunctionCallInProgressFrame,
     FunctionCallResultFrame,
+    InterruptionFrame,
     LLMContextAssistantTurnFrame,
+    LLMFullResponseEndFrame,
     LLMMessagesAppendFrame,
+    LLMTextFrame,
 )
 from pipecat.observers.base_observer import BaseObserver, FramePushed
 from pipecat.pipeline.pipeline import Pipeline
+from pipecat.pipeline.worker import PipelineWorker
 from pipecat.processors.aggregators.llm_context import LLMContext
 from pipecat.processors.aggregators.llm_response_universal import LLMContextAggregatorPair
 from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
 from pipecat.tests.utils import run_test
+from pipecat.workers.runner import WorkerRunner
 
 from frames.quests import QuestOperationFrame
 from processors.coach_turn import NOTE_PREFIX, CoachTurnNote
@@ -134,6 +143,41 @@ class Session:
     board: QuestBoard = field(default_factory=QuestBoard)
 
     async def talk(self, turns: list[str]) -> Talk:
+        """Each turn in once the one before was answered."""
+        talk = Talk()
+        pipeline, coach = await self.pipeline(talk, TakeTurns(talk))
+        frames = [words(turn) for turn in turns]
+        await run_test(pipeline, frames_to_send=frames, observers=[LeavingTheCoach(coach, talk)])
+        return talk
+
+    async def drive(self, person: Callable[[PipelineWorker, Talk], Awaitable[None]]) -> Talk:
+        """The person's frames go in as `person` sends them, the coach working meanwhile."""
+        talk = Talk(calls=[[]])
+        pipeline, coach = await self.pipeline(talk)
+        worker = PipelineWorker(
+            pipeline, cancel_on_idle_timeout=False, observers=[LeavingTheCoach(coach, talk)]
+        )
+        started = asyncio.Event()
+
+        @worker.event_handler("on_pipeline_started")
+        async def on_pipeline_started(worker, frame):
+            started.set()
+
+        async def send() -> None:
+            await asyncio.wait_for(started.wait(), REPLY_TIMEOUT_S)
+            try:
+                await person(worker, talk)
+            finally:
+                await worker.queue_frame(EndFrame())
+
+        runner = WorkerRunner()
+        await runner.add_workers(worker)
+        await asyncio.gather(runner.run(), send())
+        return talk
+
+    async def pipeline(
+        self, talk: Talk, *first: FrameProcessor
+    ) -> tuple[Pipeline, RulesCoachLLMService]:
         session_id = uuid.uuid4()
         await self.database.sessions.create_session(session_id, self.user_id, "room", {})
         coach = RulesCoachLLMService()
@@ -144,24 +188,59 @@ class Session:
             trigger_phrase=lambda: last_user_words(self.context),
         ).register(coach)
         user, assistant = LLMContextAggregatorPair(self.context)
-        talk = Talk()
-        pipeline = Pipeline(
-            [
-                TakeTurns(talk),
-                user,
-                CoachTurnNote(context=self.context, board=self.board),
-                coach,
-                QuestBoardTracker(board=self.board),
-                assistant,
-                Replies(talk),
-            ]
-        )
-        frames = [
-            LLMMessagesAppendFrame([{"role": "user", "content": words}], run_llm=True)
-            for words in turns
+        processors = [
+            *first,
+            user,
+            CoachTurnNote(context=self.context, board=self.board),
+            coach,
+            QuestBoardTracker(board=self.board),
+            assistant,
+            Replies(talk),
         ]
-        await run_test(pipeline, frames_to_send=frames, observers=[LeavingTheCoach(coach, talk)])
-        return talk
+        return Pipeline(processors), coach
+
+    def result_of(self, tool: str) -> list[object]:
+        """What each call of `tool` in the context answered, as the context holds it."""
+        messages = self.context.get_messages()
+        ids = {
+            call["id"]
+            for m in messages
+            if m.get("role") == "assistant"
+            for call in m.get("tool_calls") or []
+            if call["function"]["name"] == tool
+        }
+        return [m["content"] for m in messages if m.get("tool_call_id") in ids]
+
+
+def words(text: str) -> LLMMessagesAppendFrame:
+    """What the person said, as the user aggregator gets it."""
+    return LLMMessagesAppendFrame([{"role": "user", "content": text}], run_llm=True)
+
+
+async def eventually(condition: Callable[[], object], what: str) -> None:
+    """Waits until `condition` holds."""
+    deadline = time.perf_counter() + REPLY_TIMEOUT_S
+    while not condition():
+        assert time.perf_counter() < deadline, f"never: {what}"
+        await asyncio.sleep(0.005)
+
+
+@asynccontextmanager
+async def writes_held(database_dsn: str) -> AsyncIterator[Callable[[], Awaitable[None]]]:
+    """Another client holds every write to the quests until it lets go; yields the letting go."""
+    other = await asyncpg.connect(database_dsn)
+    lock = other.transaction()
+    await lock.start()
+    await other.execute("LOCK TABLE quests IN EXCLUSIVE MODE")  # reads still go through
+    try:
+        yield lock.rollback
+    finally:
+        await other.close()  # lets go, if the test did not
+
+
+def responses(talk: Talk) -> int:
+    """How many responses the coach finished."""
+    return sum(1 for f in talk.left_the_coach if isinstance(f, LLMFullResponseEndFrame))
 
 
 async def test_a_morning_plan_is_kept_and_coached_turn_by_turn(database: Database) -> None:
@@ -271,3 +350,78 @@ async def test_a_quest_the_store_could_not_save_is_owned_up_to(database: Databas
     # Nothing was kept, and the next turn goes on from there.
     assert await database.quests.list_active("cleo") == []
     assert talk.replies[1] == "What's the one thing that would make today a win?"
+
+
+async def test_words_said_while_a_quest_is_saved_wait_for_it(
+    database: Database, database_dsn: str
+) -> None:
+    session = Session(database, "dora")
+
+    async def person(worker: PipelineWorker, talk: Talk) -> None:
+        async with writes_held(database_dsn) as let_go:
+            await worker.queue_frame(words("My main quest is to clean the garage."))
+            await eventually(
+                lambda: session.result_of("create_quest") == ["IN_PROGRESS"], "a quest saved"
+            )
+            await worker.queue_frame(words("I also need to call the bank."))
+            await eventually(lambda: responses(talk) == 3, "an answer to the new words")
+            # Nothing said, nothing called while the garage is being saved.
+            assert not any(isinstance(f, LLMTextFrame) for f in talk.left_the_coach)
+            assert [name for name, _ in talk.calls[0]] == ["list_quests", "create_quest"]
+            await let_go()
+        await eventually(lambda: talk.replies, "a reply")
+
+    talk = await session.drive(person)
+
+    assert talk.calls[0] == [
+        ("list_quests", {}),
+        ("create_quest", {"title": "Clean the garage", "kind": "main", "confidence": 1.0}),
+        ("create_quest", {"title": "Call the bank", "kind": "side", "confidence": 0.85}),
+    ]
+    assert talk.replies == [
+        "Got it, your main quest is to clean the garage. I've added a side quest: call the "
+        "bank. How will you know it's done?"
+    ]
+    active = await database.quests.list_active("dora")
+    assert [(q.title, q.kind) for q in active] == [
+        ("Clean the garage", "main"),
+        ("Call the bank", "side"),
+    ]
+
+
+async def test_a_quest_saved_as_the_person_interrupts_is_kept_once(
+    database: Database, database_dsn: str
+) -> None:
+    session = Session(database, "eli")
+
+    async def person(worker: PipelineWorker, talk: Talk) -> None:
+        async with writes_held(database_dsn) as let_go:
+            await worker.queue_frame(words("I need to call the bank."))
+            await eventually(
+                lambda: session.result_of("create_quest") == ["IN_PROGRESS"], "a quest saved"
+            )
+            await worker.queue_frame(InterruptionFrame())
+            await eventually(
+                lambda: session.result_of("create_quest") == ["CANCELLED"], "the call cancelled"
+            )
+            await let_go()
+        # The quest tools finish a write they started: the quest is saved all the same.
+        await eventually(
+            lambda: any(isinstance(f, QuestOperationFrame) for f in talk.left_the_coach),
+            "the quest saved",
+        )
+        await worker.queue_frame(words("I also need to book the dentist."))
+        await eventually(lambda: talk.replies, "a reply")
+
+    talk = await session.drive(person)
+
+    # It looks before it makes the quest again, and finds it made.
+    assert talk.calls[0] == [
+        ("list_quests", {}),
+        ("create_quest", {"title": "Call the bank", "kind": "side", "confidence": 0.85}),
+        ("list_quests", {}),
+        ("create_quest", {"title": "Book the dentist", "kind": "side", "confidence": 0.85}),
+    ]
+    assert talk.replies[0].startswith("I've added side quests: call the bank and book the dentist.")
+    active = await database.quests.list_active("eli")
+    assert [q.title for q in active] == ["Call the bank", "Book the dentist"]
