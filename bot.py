@@ -167,6 +167,7 @@ def create_session(
         conversation_id=session_id,
         enable_rtvi=False,
         processor_unusable_policy=ProcessorUnusablePolicy.END,
+        cancel_on_idle_timeout=False,  # the lifecycle ends an idle session, with a goodbye
     )
     if kept:
         kept.attach(worker)

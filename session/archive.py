@@ -118,6 +118,9 @@ class SessionArchive:
             store_ui=self._store_ui,
         )
         self.tap = FrameTap(session_id=session_id, journal=archive.journal, phone=self.phone)
+        self._ending: str | None = None
+        self._said_goodbye = False
+        transport.add_event_handler("on_before_disconnect", self._before_bot_leaves)
 
     def attach(self, worker: PipelineWorker) -> None:
         """Give the archive the worker that the phone's frames go into."""
@@ -157,13 +160,28 @@ class SessionArchive:
             self._record("plan_draft", self.plan.to_dict())
 
     async def announce_end(self, reason: str) -> None:
-        """Tell the phone why the session ends, while the bot is still in the room."""
-        self.phone.send(SessionEnded(reason=reason))
+        """Know why the session ends, before its pipeline drains.
+
+        The phone hears it last, just before the bot leaves: what the drain still makes
+        (KANE's last words, a quest they created) reaches the phone before `session_ended`.
+        """
+        self._ending = reason
+
+    async def _before_bot_leaves(self, transport: object) -> None:
+        await self._say_goodbye(self._ending or "the session ended")
+
+    async def _say_goodbye(self, reason: str) -> None:
+        """Send `session_ended` (once) after everything queued, and close the phone link."""
+        if not self._said_goodbye:
+            self._said_goodbye = True
+            self.tap.flush()  # the phone hears of every frame seen so far first
+            self.phone.send(SessionEnded(reason=reason))
         await self.phone.close()
 
     async def finish(self, reason: str) -> None:
         """Close everything after the pipeline has ended and complete the conversation record."""
-        await self.phone.close()
+        # Normally said as the bot left; a session that never got that far says it now.
+        await self._say_goodbye(self._ending or reason)
         self._record("session_ended", {"reason": reason})
         recordings = await self.recorder.close()
         try:

@@ -66,6 +66,9 @@ class SessionLifecycle:
         transport.add_event_handler("on_participant_connected", self._on_participant_joined)
         transport.add_event_handler("on_participant_disconnected", self._on_participant_left)
         worker.add_event_handler("on_pipeline_error", self._on_pipeline_error)
+        # The worker must be made with cancel_on_idle_timeout=False: the session ends itself,
+        # saying goodbye, instead of being cancelled without a word.
+        worker.add_event_handler("on_idle_timeout", self._on_idle)
 
     @property
     def user_joined(self) -> bool:
@@ -90,18 +93,26 @@ class SessionLifecycle:
             reason: Why the session ends, for the log and the session record.
             cancel: Stop at once instead of letting queued frames (the bot's words) drain.
         """
-        if self.end_reason is None:
-            self.end_reason = reason
-            logger.info(f"{self}: ending session: {reason}")
-            if self._on_ending is not None:
-                try:
-                    await self._on_ending(reason)
-                except Exception as e:
-                    logger.warning(f"{self}: while ending: {e}")
+        await self._settle(reason)
         if cancel:
             await self._worker.cancel(reason=reason)
         else:
             await self._worker.end(reason=reason)
+
+    async def _settle(self, reason: str) -> None:
+        """Keep the first reason the session ends for, and tell `on_ending` once."""
+        if self.end_reason is not None:
+            return
+        self.end_reason = reason
+        logger.info(f"{self}: ending session: {reason}")
+        if self._on_ending is not None:
+            try:
+                await self._on_ending(reason)
+            except Exception as e:
+                logger.warning(f"{self}: while ending: {e}")
+
+    async def _on_idle(self, worker: PipelineWorker) -> None:
+        await self.end("nothing happened in the session for too long")
 
     async def _watch_joins(self) -> None:
         try:
@@ -132,7 +143,6 @@ class SessionLifecycle:
     async def _on_pipeline_error(self, worker: PipelineWorker, frame: ErrorFrame) -> None:
         processor = frame.processor
         if processor is not None and not processor.is_usable:
-            # The worker ends the pipeline itself (ProcessorUnusablePolicy.END); keep why.
-            if self.end_reason is None:
-                self.end_reason = f"{processor.name} failed: {frame.error}"
-                logger.warning(f"{self}: {self.end_reason}")
+            # The worker ends the pipeline itself (ProcessorUnusablePolicy.END); keep why,
+            # and let the phone hear it before the bot leaves.
+            await self._settle(f"{processor.name} failed: {frame.error}")

@@ -8,7 +8,9 @@ methods and emits these events, with LiveKit's names and arguments:
 - ``on_connected(transport)``: the bot is in (the room joined, the peer connected, the file open);
 - ``on_participant_connected(transport, identity)`` and
   ``on_first_participant_joined(transport, identity)``: the person arrived;
-- ``on_participant_disconnected(transport, identity)``: the person left.
+- ``on_participant_disconnected(transport, identity)``: the person left;
+- ``on_before_disconnect(transport)``, awaited: the bot is about to leave, its pipeline drained
+  up to the output (the last moment to send on the data channel).
 """
 
 from __future__ import annotations

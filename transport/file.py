@@ -138,6 +138,8 @@ class FileTransport(BaseTransport):
             "on_participant_disconnected",
         ):
             self._register_event_handler(event)
+        # Never emitted: with no network to leave, the session says goodbye once it is over.
+        self._register_event_handler("on_before_disconnect", sync=True)
         self._register_event_handler("on_message_sent", sync=True)
 
     @property

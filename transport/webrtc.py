@@ -16,9 +16,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from loguru import logger
+from pipecat.frames.frames import CancelFrame, EndFrame
 from pipecat.transports.base_transport import TransportParams
 from pipecat.transports.smallwebrtc.connection import SmallWebRTCConnection
 from pipecat.transports.smallwebrtc.transport import (
@@ -92,6 +94,8 @@ class KaneWebRTCTransport(SmallWebRTCTransport):
             "on_participant_disconnected",
         ):
             self._register_event_handler(event)
+        # As LiveKit's: awaited just before the bot leaves, the pipeline drained up to its output.
+        self._register_event_handler("on_before_disconnect", sync=True)
         self.add_event_handler("on_client_connected", self._on_peer_connected)
         self.add_event_handler("on_client_disconnected", self._on_peer_disconnected)
 
@@ -104,7 +108,11 @@ class KaneWebRTCTransport(SmallWebRTCTransport):
         """The processor that sends the bot's audio out (and closes the connection at the end)."""
         if not self._output:
             self._output = _ClosingOutputTransport(
-                self._client, self._params, connection=self._connection, name=self._output_name
+                self._client,
+                self._params,
+                connection=self._connection,
+                before_disconnect=self._before_disconnect,
+                name=self._output_name,
             )
         return self._output
 
@@ -170,6 +178,9 @@ class KaneWebRTCTransport(SmallWebRTCTransport):
             return
         self._connection.send_app_message({"type": ATTRIBUTES, "attributes": attributes})
 
+    async def _before_disconnect(self) -> None:
+        await self._call_event_handler("on_before_disconnect")
+
     async def close(self) -> None:
         """Close the peer connection, also one whose session never got to run."""
         if self._connection.pc.connectionState != "closed":
@@ -220,9 +231,25 @@ class _ClosingOutputTransport(SmallWebRTCOutputTransport):
     would keep its sockets until the connection's own timeout.
     """
 
-    def __init__(self, *args, connection: SmallWebRTCConnection, **kwargs):
+    def __init__(
+        self,
+        *args,
+        connection: SmallWebRTCConnection,
+        before_disconnect: Callable[[], Awaitable[None]],
+        **kwargs,
+    ):
         super().__init__(*args, **kwargs)
         self._connection = connection
+        self._before_disconnect = before_disconnect
+
+    async def stop(self, frame: EndFrame):
+        # The pipeline has drained up to here: the last words for the data channel go now.
+        await self._before_disconnect()
+        await super().stop(frame)
+
+    async def cancel(self, frame: CancelFrame):
+        await self._before_disconnect()
+        await super().cancel(frame)
 
     async def cleanup(self) -> None:
         await super().cleanup()

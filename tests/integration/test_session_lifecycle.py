@@ -2,8 +2,13 @@ import asyncio
 import socket
 
 import aiohttp
+from pipecat.pipeline.pipeline import Pipeline
+from pipecat.pipeline.worker import PipelineWorker
+from pipecat.processors.filters.identity_filter import IdentityFilter
+from pipecat.workers.runner import WorkerRunner
 
 from bot import SessionPlace, create_session, run_session
+from session.lifecycle import SessionLifecycle
 from settings import Settings
 from transport.livekit import KaneLiveKitTransport
 
@@ -32,3 +37,35 @@ async def test_a_bot_that_cannot_join_its_room_ends_the_session_with_the_reason(
         session = create_session(place, transport, settings, http)
         reason = await asyncio.wait_for(run_session(session), timeout=30)
     assert "could not join" in reason
+
+
+class EventsOnly:
+    """A transport as far as the lifecycle sees one: somewhere to hang event handlers."""
+
+    def __init__(self) -> None:
+        self.handlers: dict[str, object] = {}
+
+    def add_event_handler(self, event_name: str, handler: object) -> None:
+        self.handlers[event_name] = handler
+
+
+async def test_an_idle_session_ends_itself_and_tells_why():
+    worker = PipelineWorker(
+        Pipeline([IdentityFilter()]),
+        idle_timeout_secs=0.5,
+        cancel_on_idle_timeout=False,
+        enable_rtvi=False,
+    )
+    told: list[str] = []
+
+    async def on_ending(reason: str) -> None:
+        told.append(reason)
+
+    lifecycle = SessionLifecycle(
+        worker=worker, transport=EventsOnly(), user_identity="ada", on_ending=on_ending
+    )
+    runner = WorkerRunner(handle_sigint=False)
+    await runner.add_workers(worker)
+    await asyncio.wait_for(runner.run(), timeout=30)
+    assert lifecycle.end_reason == "nothing happened in the session for too long"
+    assert told == [lifecycle.end_reason]
