@@ -31,6 +31,7 @@ from quests.board import QuestBoard
 from quests.tools import QuestTools, quest_tools_schema
 from quests.trigger import last_user_words
 from services.factory import build_emotion_analyzers, build_llm, build_stt, build_tts
+from services.turns import user_turn_params
 from session.archive import Archive, SessionArchive
 from session.lifecycle import JoinDeadlines, SessionLifecycle
 from settings import Settings
@@ -103,7 +104,9 @@ def create_session(
 
     # The conversation's context, and the quests it keeps through the LLM's tools
     context = LLMContext(tools=quest_tools_schema()) if quests else LLMContext()
-    user_aggregator, assistant_aggregator = LLMContextAggregatorPair(context)
+    user_aggregator, assistant_aggregator = LLMContextAggregatorPair(
+        context, user_params=user_turn_params(settings.kane_preemptive)
+    )
     board = QuestBoard()
     if quests:
         QuestTools(

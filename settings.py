@@ -66,6 +66,8 @@ class Settings(BaseSettings):
     kane_bot_join_timeout_s: float = Field(default=10.0, gt=0)
     kane_user_join_timeout_s: float = Field(default=60.0, gt=0)
     kane_greeting: str = "Good morning! What's your main quest today?"
+    # Start the LLM on a final transcript before the turn is confirmed (see services/turns.py)
+    kane_preemptive: bool = False
     # The local playground: a page where a browser talks to KANE over WebRTC, no LiveKit needed
     # (on by default in development; never open it to the internet).
     kane_playground: bool | None = None

@@ -42,11 +42,16 @@ class CoachTurnNote(FrameProcessor):
     """Puts the coach-or-acknowledge rule into the context as each turn goes to the LLM.
 
     Placed between the user aggregator and the LLM; the previous turn's note is replaced,
-    never piled up, and the note sits at the end, after the person's words.
+    never piled up, and the note sits at the end, after the person's words. A speculative
+    context (an answer started before the turn is confirmed, see `services.turns`) is a
+    copy of the session's: it gets its own note, and the session's context is left alone.
     """
 
     def __init__(self, *, context: LLMContext, board: QuestBoard, **kwargs):
         """Create the note-taker for a session's context and quest board."""
+        # Direct mode: frames are handled in the task that pushes them, without a queue and
+        # a task switch of our own per frame; nothing here waits on the frames' path.
+        kwargs.setdefault("enable_direct_mode", True)
         super().__init__(**kwargs)
         self._context = context
         self._board = board
@@ -55,17 +60,21 @@ class CoachTurnNote(FrameProcessor):
     async def process_frame(self, frame: Frame, direction: FrameDirection):
         """Refresh the note as a turn's context passes; pass every frame on."""
         await super().process_frame(frame, direction)
-        if isinstance(frame, LLMContextFrame) and frame.context is self._context:
-            messages = [
-                m
-                for m in self._context.get_messages()
-                if not (
-                    isinstance(m, dict)
-                    and m.get("role") == "system"
-                    and str(m.get("content", "")).startswith(NOTE_PREFIX)
-                )
-            ]
-            note = coach_note(self._board, self.needs_coaching)
-            messages.append({"role": "system", "content": note})
-            self._context.set_messages(messages)
+        if isinstance(frame, LLMContextFrame) and (
+            frame.context is self._context or frame.speculation
+        ):
+            self._refresh_note(frame.context)
         await self.push_frame(frame, direction)
+
+    def _refresh_note(self, context: LLMContext) -> None:
+        messages = [
+            m
+            for m in context.get_messages()
+            if not (
+                isinstance(m, dict)
+                and m.get("role") == "system"
+                and str(m.get("content", "")).startswith(NOTE_PREFIX)
+            )
+        ]
+        messages.append({"role": "system", "content": coach_note(self._board, self.needs_coaching)})
+        context.set_messages(messages)

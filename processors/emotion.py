@@ -74,6 +74,9 @@ class EmotionStage(FrameProcessor):
             params: Thresholds and timing.
             **kwargs: Passed on to `FrameProcessor`.
         """
+        # Direct mode: frames are handled in the task that pushes them, without a queue and
+        # a task switch of our own per frame; nothing here waits on the frames' path.
+        kwargs.setdefault("enable_direct_mode", True)
         super().__init__(**kwargs)
         if not analyzers:
             raise ValueError("EmotionStage needs at least one analyzer")

@@ -79,6 +79,9 @@ class PartialQuestDetector(FrameProcessor):
             params: Detector settings; defaults when omitted.
             **kwargs: Passed on to `FrameProcessor`.
         """
+        # Direct mode: frames are handled in the task that pushes them, without a queue and
+        # a task switch of our own per frame; nothing here waits on the frames' path.
+        kwargs.setdefault("enable_direct_mode", True)
         super().__init__(**kwargs)
         self._params = params or PartialQuestParams()
         self._cues = QuestCues.load(self._params.rules_path)

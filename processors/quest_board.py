@@ -18,6 +18,9 @@ class QuestBoardTracker(FrameProcessor):
 
     def __init__(self, *, board: QuestBoard, **kwargs):
         """Track `board`."""
+        # Direct mode: frames are handled in the task that pushes them, without a queue and
+        # a task switch of our own per frame; nothing here waits on the frames' path.
+        kwargs.setdefault("enable_direct_mode", True)
         super().__init__(**kwargs)
         self._board = board
 

@@ -64,6 +64,9 @@ class QuestEditApplier(FrameProcessor):
             params: How long the session's end waits for pending edits.
             **kwargs: Passed on to `FrameProcessor`.
         """
+        # Direct mode: frames are handled in the task that pushes them, without a queue and
+        # a task switch of our own per frame; nothing here waits on the frames' path.
+        kwargs.setdefault("enable_direct_mode", True)
         super().__init__(**kwargs)
         self._store = store
         self._user_id = user_id

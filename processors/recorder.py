@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from dataclasses import dataclass
 
 from loguru import logger
@@ -41,18 +42,32 @@ class AudioRecorder(FrameProcessor):
     its track is the session's clock. KANE's audio is handed to LiveKit ahead of playback (the
     room buffers it), so each burst is placed where the person's track stands when it
     starts, and the bot's track is only written up to the person's; at the end, whatever the
-    bot had queued beyond the person's presence is dropped. Files are written in a thread.
+    bot had queued beyond the person's presence is dropped. Files are written in a thread, in
+    batches every `write_every_s`.
     """
 
-    def __init__(self, *, session_id: str, store: AudioStore, sample_rate: int = 16000, **kwargs):
+    def __init__(
+        self,
+        *,
+        session_id: str,
+        store: AudioStore,
+        sample_rate: int = 16000,
+        write_every_s: float = 0.5,
+        **kwargs,
+    ):
         """Prepare to record.
 
         Args:
             session_id: The session recorded.
             store: Where the recordings go.
             sample_rate: The rate of both tracks.
+            write_every_s: Audio is written in batches this far apart (one hand-off to a
+                thread per batch, not per 20 ms frame); the end writes at once.
             **kwargs: Passed on to `FrameProcessor`.
         """
+        # Direct mode: frames are handled in the task that pushes them, without a queue and
+        # a task switch of our own per frame; nothing here waits on the frames' path.
+        kwargs.setdefault("enable_direct_mode", True)
         super().__init__(**kwargs)
         self._session_id = session_id
         self._store = store
@@ -62,7 +77,9 @@ class AudioRecorder(FrameProcessor):
         self._user_bytes = 0  # length of the person's track so far
         self._bot_bytes = 0  # length of the bot's track, including audio not written yet
         self._bot_pending = bytearray()  # bot audio ahead of the person's track
+        self._write_every_s = write_every_s
         self._writes: asyncio.Queue[tuple[str, bytes] | None] = asyncio.Queue()
+        self._ending = asyncio.Event()
         self._writers: dict[str, RecordingWriter] = {}
         self._writer_task: asyncio.Task | None = None
         self._finished = False
@@ -120,6 +137,7 @@ class AudioRecorder(FrameProcessor):
         self._bot_pending.clear()
         self._bot_bytes = self._user_bytes
         self._writes.put_nowait(None)
+        self._ending.set()
 
     def _queue_write(self, track: str, pcm: bytes) -> None:
         if not pcm:
@@ -133,7 +151,11 @@ class AudioRecorder(FrameProcessor):
         done = False
         while not done:
             item = await self._writes.get()
-            # Gather what has queued up, then write it in one go off the event loop.
+            # Let a batch gather (or the end come), then write it in one go off the event loop.
+            if item is not None and not self._ending.is_set():
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(self._write_every_s):
+                        await self._ending.wait()
             while True:
                 if item is None:
                     done = True

@@ -207,7 +207,9 @@ class FailoverTTSService(TTSService):
         try:
             while True:
                 try:
-                    frame = await asyncio.wait_for(anext(generator), timeout=timeout)
+                    # A timeout scope, not `wait_for`: no task of its own for every chunk.
+                    async with asyncio.timeout(timeout):
+                        frame = await anext(generator)
                 except StopAsyncIteration:
                     break
                 except TimeoutError as e:

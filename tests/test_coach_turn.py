@@ -62,3 +62,21 @@ async def test_one_coach_note_per_turn_from_the_tracked_board():
     await run_test(note, frames_to_send=[LLMContextFrame(context)])
     notes = [m for m in context.get_messages() if str(m.get("content", "")).startswith(NOTE_PREFIX)]
     assert len(notes) == 1 and '"Ship"' in notes[0]["content"]
+
+
+async def test_an_early_answer_gets_the_note_in_its_own_copy_of_the_context():
+    board = QuestBoard()
+    board.load([quest("q1", "Ship onboarding", "main")])
+    context = LLMContext(messages=[{"role": "user", "content": "morning"}])
+    provisional = LLMContext(messages=[*context.get_messages(), {"role": "user", "content": "go"}])
+    other = LLMContext(messages=[{"role": "user", "content": "not this session's"}])
+    note = CoachTurnNote(context=context, board=board)
+    down, _ = await run_test(
+        note,
+        frames_to_send=[LLMContextFrame(provisional, speculation=True), LLMContextFrame(other)],
+    )
+    assert [type(f) for f in down] == [LLMContextFrame, LLMContextFrame]
+    notes = [m for m in provisional.get_messages() if m["content"].startswith(NOTE_PREFIX)]
+    assert len(notes) == 1 and "Ship onboarding" in notes[0]["content"]
+    assert context.get_messages() == [{"role": "user", "content": "morning"}]
+    assert other.get_messages() == [{"role": "user", "content": "not this session's"}]

@@ -1,0 +1,300 @@
+"""Session benchmark: KANE's whole pipeline against a bare Pipecat one, N sessions at a time.
+
+Run by hand (not by pytest)::
+
+    uv run python -m bench.session_bench                  # 1, 8, 16, 24, 32 sessions
+    uv run python -m bench.session_bench --quick          # 1, 8, 24 sessions, fewer turns
+    uv run python -m bench.session_bench --levels 24 --profile   # and profile KANE at 24
+
+Each concurrency level runs rounds of N sessions of one kind at a time, alternating bare
+and KANE (ABBA over rounds) in one invocation, against the same emulated cloud in its own
+process (Deepgram listen per session, OpenAI chat and speech) at stated latencies: STT
+results 150 ms after the audio or `Finalize` that triggers them, LLM first token 600 ms,
+TTS first byte 200 ms. The person speaks eSpeak NG turns in real time through a
+`LoopbackTransport`; sessions start their first turn at random offsets, and wait for the
+answer (and a short pause) before the next turn.
+
+Per turn: voice-to-voice latency (the person stops speaking -> the first of the bot's voice
+handed to the transport); KANE's added latency is KANE's quantile minus bare's at the same
+level, from the same run. Per KANE session: draft latency (transcript leaves the STT -> its
+`quest_draft` handed to the transport), partial transcript latency likewise. Per round: CPU
+(% of one core per session, this process; Postgres and the emulators apart), RSS per
+session, journal events per second and backlog, and an accounting that nothing was lost:
+journal rows == events the taps wrote, phone messages without gaps in `seq` up to
+`session_ended`, the person's recorded audio == the audio sent, the bot's audio handed to
+the transport >= what its TTS produced. Writes ``bench/results/session.json`` and
+``bench/results/session.png``; with ``--profile``, ``bench/results/session_profile.txt``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import tempfile
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from loguru import logger
+
+from bench.emulated_cloud import Latencies
+from bench.session_rounds import REPLY, TURNS, UNFINISHED, Bench, RoundResult, spoken_turns
+from bench.session_stats import (
+    compare,
+    machine,
+    paired_differences_ms,
+    plot,
+    quantiles,
+    summarize_kind,
+    voice_to_voice_ms,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench" / "results"
+PROFILES = Path(tempfile.gettempdir())  # whole profiles are large; kept out of the repo
+TARGETS = {"added_p50_ms": 10.0, "added_p99_ms": 20.0, "draft_p99_ms": 20.0, "sessions": 24}
+
+
+async def run(args: argparse.Namespace) -> dict[str, Any]:
+    """Every level and the preemptive study; the result as written to JSON."""
+    *turns, unfinished = spoken_turns([*TURNS, UNFINISHED])
+    bench = Bench(args, turns, unfinished)
+    await bench.open()
+    levels: list[dict[str, Any]] = []
+    preemptive: list[dict[str, Any]] = []
+    observers: list[dict[str, Any]] = []
+    profile: dict[str, Any] | None = None
+    try:
+        # Warm-up: models loaded, connections and code paths exercised once; not counted.
+        for kind in ("bare", "kane"):
+            await bench.round(kind, 1, -1, 1)
+        for n in args.levels:
+            by_kind = await _alternate(bench, ("bare", "kane"), n, args.rounds, args.turns)
+            level = {"sessions": n, **{k: summarize_kind(v) for k, v in by_kind.items()}}
+            level |= compare(
+                level["kane"],
+                level["bare"],
+                _paired(by_kind["kane"], by_kind["bare"]),
+            )
+            levels.append(level)
+            _print_level(level)
+        for n in args.preemptive_levels:
+            by_kind = await _alternate(
+                bench, ("kane", "kane_preemptive"), n, args.rounds, args.turns, unfinished=True
+            )
+            study = {"sessions": n, **{k: summarize_kind(v) for k, v in by_kind.items()}}
+            on, off = study["kane_preemptive"], study["kane"]
+            study["saved_ms"] = {
+                key: round(off["voice_to_voice"][key] - on["voice_to_voice"][key], 2)
+                for key in ("p50_ms", "p95_ms", "p99_ms")
+            }
+            study["saved_p50_by_turn_ms"] = {
+                text: round(off_ms - on["voice_to_voice_p50_by_turn_ms"][text], 1)
+                for text, off_ms in off["voice_to_voice_p50_by_turn_ms"].items()
+                if text in on["voice_to_voice_p50_by_turn_ms"]
+            }
+            preemptive.append(study)
+            _print_preemptive(study)
+        for n in args.lean_levels:
+            by_kind = await _alternate(bench, ("bare", "bare_lean"), n, args.rounds, args.turns)
+            lean = {"sessions": n, **{k: summarize_kind(v) for k, v in by_kind.items()}}
+            lean["cpu_pct_per_session_saved"] = round(
+                lean["bare"]["cpu_pct_per_session"] - lean["bare_lean"]["cpu_pct_per_session"], 2
+            )
+            lean["voice_to_voice_p50_saved_ms"] = round(
+                lean["bare"]["voice_to_voice"]["p50_ms"]
+                - lean["bare_lean"]["voice_to_voice"]["p50_ms"],
+                1,
+            )
+            observers.append(lean)
+            print(
+                f"  {n:>2} without the worker's default observers: cpu/session"
+                f" {lean['bare']['cpu_pct_per_session']}% -> "
+                f"{lean['bare_lean']['cpu_pct_per_session']}%, v2v p50 saved"
+                f" {lean['voice_to_voice_p50_saved_ms']} ms",
+                flush=True,
+            )
+        if args.profile:
+            profile = await _profile(bench, args.profile_sessions, args.turns)
+    finally:
+        await bench.close()
+
+    crossing = next((lv["sessions"] for lv in levels if (lv["added_ms"]["p99_ms"] or 0) > 50), None)
+    return {
+        "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": machine(),
+        "emulated": {
+            **Latencies().__dict__,
+            "reply": REPLY,
+            "stt_note": "a final transcript arrives 150 ms after Pipecat's VAD (200 ms of "
+            "silence) sends Finalize, so 350 ms after the speech ends",
+        },
+        "config": {
+            "levels": args.levels,
+            "rounds": args.rounds,
+            "turns_per_session": args.turns,
+            "stagger_s": args.stagger_s,
+            "turn_texts": TURNS,
+            "unfinished_turn": UNFINISHED,
+            "turn_detection": "Pipecat defaults: Silero VAD, Smart Turn v3",
+        },
+        "targets": TARGETS,
+        "levels": levels,
+        "p99_added_over_50ms_from_sessions": crossing,
+        "preemptive": preemptive,
+        "default_observers": observers,
+        "profile": profile,
+    }
+
+
+async def _alternate(
+    bench: Bench,
+    kinds: tuple[str, str],
+    n: int,
+    rounds: int,
+    turns: int,
+    *,
+    unfinished: bool = False,
+) -> dict[str, list[RoundResult]]:
+    """Rounds of the two kinds in ABBA order."""
+    by_kind: dict[str, list[RoundResult]] = {k: [] for k in kinds}
+    for index in range(rounds):
+        for kind in kinds if index % 2 == 0 else tuple(reversed(kinds)):
+            print(f"  {n:>2} sessions, round {index + 1}/{rounds}: {kind} ...", flush=True)
+            by_kind[kind].append(await bench.round(kind, n, index, turns, unfinished=unfinished))
+    return by_kind
+
+
+def _paired(kane: list[RoundResult], bare: list[RoundResult]) -> list[float]:
+    differences = []
+    by_index = sorted(bare, key=lambda r: r.index)
+    for k, b in zip(sorted(kane, key=lambda r: r.index), by_index, strict=True):
+        differences += paired_differences_ms(k.outcomes, b.outcomes)
+    return differences
+
+
+async def _profile(bench: Bench, n: int, turns: int) -> dict[str, Any]:
+    """Profile a round of `n` sessions of each kind with pyinstrument; our code's costs."""
+    from pyinstrument import Profiler
+
+    from bench.profile_report import compare_files, self_time_by_file
+
+    report: dict[str, Any] = {"sessions": n}
+    files: dict[str, dict[str, float]] = {}
+    for kind in ("bare", "kane"):
+        print(f"  {n:>2} sessions, profiled: {kind} ...", flush=True)
+        profiler = Profiler(interval=0.001, async_mode="disabled")
+        profiler.start()
+        result = await bench.round(kind, n, 99, turns)
+        profiler.stop()
+        report[kind] = _profile_report(profiler, result, kind)
+        report[kind]["voice_to_voice"] = quantiles(voice_to_voice_ms(result.outcomes))
+        files[kind] = self_time_by_file(profiler.last_session, root=ROOT)
+    report["files_grown_most"] = compare_files(
+        files["kane"],
+        files["bare"],
+        kane_s=report["kane"]["wall_s"],
+        bare_s=report["bare"]["wall_s"],
+    )
+    return report
+
+
+def _profile_report(profiler: Any, result: RoundResult, kind: str) -> dict[str, Any]:
+    from bench.profile_report import our_costs
+
+    text = profiler.output_text(unicode=False, color=False, show_all=False)
+    (RESULTS / f"session_profile_{kind}.txt").write_text(text)
+    profiler.last_session.save(str(PROFILES / f"session_{kind}.pyisession"))
+    # The profile covers the whole round; CPU shares are of its wall time.
+    wall = result.setup_s + result.talk_s + result.teardown_s
+    return {"wall_s": round(wall, 1), **our_costs(profiler.last_session, root=ROOT, talk_s=wall)}
+
+
+def _print_level(level: dict[str, Any]) -> None:
+    n = level["sessions"]
+    for kind in ("bare", "kane"):
+        s = level[kind]
+        v = s["voice_to_voice"]
+        print(
+            f"  {n:>2} {kind:5} v2v p50 {v['p50_ms']:7.1f}  p95 {v['p95_ms']:7.1f}  "
+            f"p99 {v['p99_ms']:7.1f} ms (n={v['count']}, answered {s['answered']}/{s['turns']})"
+            f"  cpu/session {s['cpu_pct_per_session']:.1f}%  rss/session "
+            f"{s['rss_mb_per_session']:.0f} MB  system {s['system_cpu_pct']:.0f}%"
+        )
+    a, r = level["added_ms"], level["ratio"]
+    print(
+        f"  {n:>2} added p50 {a['p50_ms']:+.1f}  p95 {a['p95_ms']:+.1f}  p99 {a['p99_ms']:+.1f}"
+        f" ms (paired median {a['paired_median_ms']:+.1f}); ratio p50 {r['p50']:.3f}"
+        f" p99 {r['p99']:.3f}"
+    )
+    k = level["kane"]
+    d, j = k["draft"], k["journal"]
+    print(
+        f"  {n:>2} draft p50 {d['p50_ms']} p99 {d['p99_ms']} ms (n={d['count']});"
+        f" journal {j['events_per_s']:.0f} ev/s, backlog peak {j['backlog_peak']},"
+        f" rows {j['rows_in_postgres']}/{j['events_by_taps']};"
+        f" phone gaps {k['phone_seq_gaps']}, unclosed {k['phone_unclosed_sessions']};"
+        f" audio lost user {k['user_audio_lost_bytes']} B bot {k['bot_audio_lost_bytes']} B",
+        flush=True,
+    )
+
+
+def _print_preemptive(study: dict[str, Any]) -> None:
+    on, off = study["kane_preemptive"], study["kane"]
+    unfinished = study["saved_p50_by_turn_ms"].get(UNFINISHED)
+    print(
+        f"  {study['sessions']:>2} preemptive: v2v p50 {off['voice_to_voice']['p50_ms']} -> "
+        f"{on['voice_to_voice']['p50_ms']} ms (saved {study['saved_ms']['p50_ms']} ms; on the"
+        f" turn Smart Turn misjudges, {unfinished} ms);"
+        f" early answers {on['speculations']}, kept {on['speculations_kept']};"
+        f" LLM calls {off['chat_requests']} -> {on['chat_requests']}",
+        flush=True,
+    )
+
+
+def _levels(text: str) -> list[int]:
+    return [int(part) for part in text.split(",") if part.strip()]
+
+
+def main() -> int:
+    """Parse the options, run, print and write the results."""
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
+    parser.add_argument("--levels", type=_levels, default=[1, 8, 16, 24, 32])
+    parser.add_argument("--rounds", type=int, default=2, help="rounds per kind and level")
+    parser.add_argument("--turns", type=int, default=4, help="turns per session per round")
+    parser.add_argument("--stagger-s", type=float, default=4.0, help="spread of first turns")
+    parser.add_argument("--preemptive-levels", type=_levels, default=[1, 8])
+    parser.add_argument(
+        "--lean-levels", type=_levels, default=[8], help="bare without default observers"
+    )
+    parser.add_argument("--quick", action="store_true", help="1, 8, 24 sessions; 1 round")
+    parser.add_argument("--profile", action="store_true", help="profile KANE with pyinstrument")
+    parser.add_argument("--profile-sessions", type=int, default=24)
+    parser.add_argument("--output", type=Path, default=RESULTS / "session.json")
+    parser.add_argument("--log-level", default="WARNING")
+    args = parser.parse_args()
+    if args.quick:
+        args.levels, args.rounds, args.turns = [1, 8, 24], 1, 3
+        args.preemptive_levels, args.lean_levels = [1], []
+    logger.remove()
+    logger.add(sys.stderr, level=args.log_level)
+
+    result = asyncio.run(run(args))
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(result, indent=2) + "\n")
+    if result["levels"]:
+        title = f"KANE vs bare Pipecat, {result['machine']['nproc']} cores"
+        plot(result["levels"], args.output.with_suffix(".png"), title=title)
+    crossing = result["p99_added_over_50ms_from_sessions"]
+    print(
+        "p99 added latency over 50 ms from "
+        + (f"{crossing} sessions" if crossing else "no level measured")
+    )
+    print(f"wrote {args.output}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,325 @@
+"""Rounds of the session benchmark: N sessions of one kind through their turns, accounted for.
+
+A `Bench` holds what every round shares (an embedded PostgreSQL with the worker's stores, the
+emulated cloud in its own process, an HTTP session) and runs a round: it builds N sessions,
+waits until every microphone is open, lets the people talk (first turns spread over
+`stagger_s`), ends the sessions as a person leaving would after the microphone closed, and
+measures meanwhile: CPU of this process, Postgres and the emulators, RSS, the journal's
+backlog and the microphones' backlog in Pipecat's input queues.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import hashlib
+import os
+import random
+import shutil
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import numpy as np
+import psutil
+import soundfile as sf
+
+from bench.emulated_cloud import EmulatedCloud, Latencies
+from bench.loopback_transport import SpokenTurn
+from bench.session_runs import BenchSession, Services, SessionOutcome, is_kane
+from session.archive import Archive
+from speech.espeak import write_wav
+from storage.database import Database
+
+REPLY = "Got it. What comes next?"
+TURNS = [
+    "My main quest today is to ship the onboarding flow.",
+    "I should also book the dentist for next week.",
+    "I will know it is done when new users can sign up on their own.",
+    "Another thing is to review the pull requests from yesterday.",
+    "And I want to go for a run before dinner.",
+]
+"""What the people say: sentences Smart Turn v3 judges finished, every time (checked), so the
+latency measured is the pipelines', not the luck of the turn model's verdict."""
+UNFINISHED = "So my plan for today is"
+"""Words that trail off, then silence: Smart Turn v3 judges them unfinished (every time,
+checked), so the turn ends only after its 3 s of silence. The preemptive study has every
+session say them second."""
+SAMPLE_S = 0.1
+SPEECH_LEVEL = 500  # |sample| above which eSpeak's audio is speech (about -36 dBFS)
+
+
+def spoken_turns(texts: list[str], sample_rate: int = 16000) -> list[SpokenTurn]:
+    """The turns as eSpeak NG says them (WAV fixtures, cached under ~/.cache/kane)."""
+    folder = Path.home() / ".cache" / "kane" / "bench-speech"
+    turns = []
+    for text in texts:
+        key = hashlib.sha256(f"{text}|{sample_rate}".encode()).hexdigest()[:16]
+        path = folder / f"{key}.wav"
+        if not path.exists():
+            write_wav(path.with_suffix(".partial.wav"), text, sample_rate=sample_rate).replace(path)
+        audio, rate = sf.read(path, dtype="int16")
+        assert rate == sample_rate
+        voiced = np.flatnonzero(np.abs(audio.astype(np.int32)) > SPEECH_LEVEL)
+        end = int(voiced[-1]) + 1
+        turns.append(SpokenTurn(text=text, pcm=audio[:end].tobytes(), speech_end=end))
+    return turns
+
+
+@dataclass
+class Usage:
+    """CPU seconds of this process, Postgres and the emulators, and system CPU."""
+
+    own: float
+    postgres: float
+    emulators: float
+    at: float
+
+    @classmethod
+    def now(cls, postgres: list[psutil.Process], emulators: psutil.Process) -> Usage:
+        """Read the counters."""
+        return cls(
+            own=_cpu(psutil.Process()),
+            postgres=sum(_cpu(p) for p in _with_children(postgres)),
+            emulators=_cpu(emulators),
+            at=time.monotonic(),
+        )
+
+
+def _cpu(process: psutil.Process) -> float:
+    try:
+        times = process.cpu_times()
+    except psutil.Error:
+        return 0.0
+    return times.user + times.system
+
+
+def _with_children(processes: list[psutil.Process]) -> list[psutil.Process]:
+    found = []
+    for process in processes:
+        try:
+            found += [process, *process.children(recursive=True)]
+        except psutil.Error:
+            pass
+    return found
+
+
+@dataclass
+class RoundResult:
+    """One round: N sessions of one kind through all their turns."""
+
+    kind: str
+    sessions: int
+    index: int
+    outcomes: list[SessionOutcome]
+    setup_s: float
+    talk_s: float
+    teardown_s: float
+    cpu_own_s: float
+    cpu_postgres_s: float
+    cpu_emulators_s: float
+    system_cpu_pct: float
+    rss_before_mb: float
+    rss_peak_mb: float
+    input_backlog_peak: int
+    chat_requests: int
+    loadavg: tuple[float, float]
+    journal: dict[str, Any] = field(default_factory=dict)
+
+
+class Bench:
+    """Runs rounds of sessions against one database and one emulated cloud."""
+
+    def __init__(self, args: argparse.Namespace, turns: list[SpokenTurn], unfinished: SpokenTurn):
+        """Keep the options; `open` starts what the rounds need."""
+        self._args = args
+        self._turns = turns
+        self._unfinished = unfinished
+        self._tmp = Path(tempfile.mkdtemp(prefix="kane-session-bench-"))
+        self._cloud = EmulatedCloud(
+            slots=max(
+                [*args.levels, *args.preemptive_levels, *args.lean_levels, args.profile_sessions, 1]
+            ),
+            latencies=Latencies(),
+            reply=REPLY,
+        )
+        self._database: Database | None = None
+        self._archive: Archive | None = None
+        self._http: aiohttp.ClientSession | None = None
+        self._postgres: list[psutil.Process] = []
+
+    async def open(self) -> None:
+        """Start Postgres (embedded), the worker's stores and the emulated cloud."""
+        self._database = await Database.open(None, data_dir=self._tmp / "postgres")
+        self._archive = Archive.open(self._database, self._tmp)
+        for pid_file in (self._tmp / "postgres").rglob("postmaster.pid"):
+            self._postgres.append(psutil.Process(int(pid_file.read_text().split()[0])))
+        await self._cloud.start()
+        self._http = aiohttp.ClientSession()
+
+    async def close(self) -> None:
+        """Stop everything `open` started."""
+        if self._http is not None:
+            await self._http.close()
+        await self._cloud.stop()
+        if self._archive is not None:
+            await self._archive.close()
+        if self._database is not None:
+            await self._database.close()
+        shutil.rmtree(self._tmp, ignore_errors=True)
+
+    async def round(
+        self, kind: str, n: int, index: int, turns: int, *, unfinished: bool = False
+    ) -> RoundResult:
+        """Run `n` sessions of `kind`, each saying `turns` turns, and account for them.
+
+        With `unfinished`, each session's second turn is `UNFINISHED`.
+        """
+        args = self._args
+        assert self._archive is not None and self._http is not None
+        scripts = [self._script(slot, turns, unfinished) for slot in range(n)]
+        await self._cloud.prepare([[t.text for t in script] for script in scripts])
+        services = Services(self._cloud.deepgram_urls, self._cloud.openai_url)
+        gc.collect()
+        load_before = os.getloadavg()[0]
+        me = psutil.Process()
+        rss_before = me.memory_info().rss
+        journal_before = self._archive.journal.stats
+        emulators = psutil.Process(self._cloud.pid)
+
+        built = time.monotonic()
+        sessions = [
+            BenchSession(
+                kind=kind,
+                slot=slot,
+                services=services,
+                http=self._http,
+                archive=self._archive if is_kane(kind) else None,
+            )
+            for slot in range(n)
+        ]
+        for session in sessions:
+            session.start()
+        sampler = _Sampler(me, self._archive if is_kane(kind) else None, sessions)
+        try:
+            await asyncio.gather(*(s.ready() for s in sessions))
+            setup_s = time.monotonic() - built
+            rng = random.Random(f"{n}-{index}")
+            plans = [
+                (rng.uniform(0, args.stagger_s), [rng.uniform(0.6, 1.2) for _ in range(turns)])
+                for _ in range(n)
+            ]
+            psutil.cpu_percent()
+            before = Usage.now(self._postgres, emulators)
+            await asyncio.gather(
+                *(
+                    s.converse(script, first_after_s=first, gaps_s=gaps)
+                    for s, script, (first, gaps) in zip(sessions, scripts, plans, strict=True)
+                )
+            )
+            after = Usage.now(self._postgres, emulators)
+            system_cpu = psutil.cpu_percent()
+        finally:
+            ending = time.monotonic()
+            results = await asyncio.gather(*(s.end() for s in sessions), return_exceptions=True)
+            sampler.stop()
+        failures = [r for r in results if isinstance(r, BaseException)]
+        if failures:
+            raise RuntimeError(f"{len(failures)} sessions did not end cleanly") from failures[0]
+        outcomes = [r for r in results if isinstance(r, SessionOutcome)]
+        teardown_s = time.monotonic() - ending
+        result = RoundResult(
+            kind=kind,
+            sessions=n,
+            index=index,
+            outcomes=outcomes,
+            setup_s=setup_s,
+            talk_s=after.at - before.at,
+            teardown_s=teardown_s,
+            cpu_own_s=after.own - before.own,
+            cpu_postgres_s=after.postgres - before.postgres,
+            cpu_emulators_s=after.emulators - before.emulators,
+            system_cpu_pct=system_cpu,
+            rss_before_mb=rss_before / 2**20,
+            rss_peak_mb=sampler.rss_peak / 2**20,
+            input_backlog_peak=sampler.input_backlog_peak,
+            chat_requests=await self._cloud.chat_requests(),
+            loadavg=(load_before, os.getloadavg()[0]),
+        )
+        if is_kane(kind):
+            result.journal = await self._journal_accounting(
+                outcomes, journal_before, result.talk_s, sampler.backlog_peak
+            )
+        return result
+
+    def _script(self, slot: int, turns: int, unfinished: bool) -> list[SpokenTurn]:
+        """Slot i says the turns from the i-th on, so sessions do not all say the same."""
+        pool = self._turns
+        script = [pool[(slot + k) % len(pool)] for k in range(turns)]
+        if unfinished and turns > 1:
+            script[1] = self._unfinished
+        return script
+
+    async def _journal_accounting(
+        self,
+        outcomes: list[SessionOutcome],
+        before: Any,
+        talk_s: float,
+        backlog_peak: int,
+    ) -> dict[str, Any]:
+        assert self._archive is not None and self._database is not None
+        journal = self._archive.journal
+        await journal.flush()
+        after = journal.stats
+        ids = [uuid.UUID(o.session_id) for o in outcomes]
+        rows = await self._database.pool.fetch(
+            "SELECT session_id, count(*) AS n FROM frame_journal "
+            "WHERE session_id = ANY($1::uuid[]) GROUP BY session_id",
+            ids,
+        )
+        stored = {str(r["session_id"]): r["n"] for r in rows}
+        written_by_taps = sum(o.journaled or 0 for o in outcomes)
+        in_postgres = sum(stored.values())
+        mismatched = sum(1 for o in outcomes if stored.get(o.session_id, 0) != o.journaled)
+        return {
+            "events_by_taps": written_by_taps,
+            "rows_in_postgres": in_postgres,
+            "sessions_mismatched": mismatched,
+            "accepted": after.accepted - before.accepted,
+            "written": after.written - before.written,
+            "spooled": after.spooled - before.spooled,
+            "events_per_s": round((after.accepted - before.accepted) / max(talk_s, 1e-9), 1),
+            "backlog_peak": backlog_peak,
+        }
+
+
+class _Sampler:
+    """Samples RSS, the journal's backlog and the microphones' backlog while a round runs."""
+
+    def __init__(
+        self, process: psutil.Process, archive: Archive | None, sessions: list[BenchSession]
+    ):
+        self._process = process
+        self._archive = archive
+        self._sessions = sessions
+        self.rss_peak = process.memory_info().rss
+        self.backlog_peak = 0
+        self.input_backlog_peak = 0
+        self._task = asyncio.create_task(self._run())
+
+    async def _run(self) -> None:
+        while True:
+            self.rss_peak = max(self.rss_peak, self._process.memory_info().rss)
+            if self._archive is not None:
+                self.backlog_peak = max(self.backlog_peak, self._archive.journal.pending)
+            backlog = max(s.transport.input_backlog for s in self._sessions)
+            self.input_backlog_peak = max(self.input_backlog_peak, backlog)
+            await asyncio.sleep(SAMPLE_S)
+
+    def stop(self) -> None:
+        self._task.cancel()

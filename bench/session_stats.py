@@ -1,0 +1,304 @@
+"""What the session benchmark makes of its rounds: quantiles, the accounting of every frame
+and event, the machine it ran on, and the plot."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bench.session_rounds import RoundResult
+from bench.session_runs import STAGES, SessionOutcome, is_kane
+
+
+def quantiles(values_ms: Sequence[float]) -> dict[str, float | int | None]:
+    """Count, p50, p95, p99 and max of `values_ms` (None when there are none)."""
+    if not values_ms:
+        return {"count": 0, "p50_ms": None, "p95_ms": None, "p99_ms": None, "max_ms": None}
+    data = np.asarray(values_ms, dtype=float)
+    p50, p95, p99 = np.percentile(data, [50, 95, 99])
+    return {
+        "count": len(data),
+        "p50_ms": round(float(p50), 2),
+        "p95_ms": round(float(p95), 2),
+        "p99_ms": round(float(p99), 2),
+        "max_ms": round(float(data.max()), 2),
+    }
+
+
+ANSWER_TIMEOUT_MS = 15000.0
+"""How long the person waits for an answer; a turn left unanswered counts as this long."""
+
+
+def voice_to_voice_ms(outcomes: Iterable[SessionOutcome]) -> list[float]:
+    """Voice-to-voice latency of every turn, in ms; unanswered turns count as the wait."""
+    return [
+        turn.voice_to_voice_s * 1000 if turn.voice_to_voice_s is not None else ANSWER_TIMEOUT_MS
+        for outcome in outcomes
+        for turn in outcome.turns
+    ]
+
+
+def stage_offsets_ms(outcomes: Iterable[SessionOutcome]) -> dict[str, list[float]]:
+    """For each moment of a turn (`STAGES`, then the first audio handed over), its time after
+    the end of the person's speech, in ms, over every answered turn."""
+    offsets: dict[str, list[float]] = {stage: [] for stage in (*STAGES, "first_audio")}
+    for outcome in outcomes:
+        stamps = {
+            stage: np.asarray(times) / 1e9 for stage, times in outcome.stopwatch.stages.items()
+        }
+        ends = [t.speech_end_s for t in outcome.turns] + [float("inf")]
+        for turn, next_end in zip(outcome.turns, ends[1:], strict=False):
+            if turn.first_audio_s is None:
+                continue
+            for stage, times in stamps.items():
+                after = times[(times >= turn.speech_end_s) & (times < next_end)]
+                if len(after):
+                    offsets[stage].append(float(after[0] - turn.speech_end_s) * 1000)
+            offsets["first_audio"].append((turn.first_audio_s - turn.speech_end_s) * 1000)
+    return offsets
+
+
+def paired_differences_ms(
+    kane: Iterable[SessionOutcome], bare: Iterable[SessionOutcome]
+) -> list[float]:
+    """KANE minus bare for the same turn of the same slot of the same round, in ms."""
+    bare_turns = {(o.slot, i): t.voice_to_voice_s for o in bare for i, t in enumerate(o.turns)}
+    differences = []
+    for outcome in kane:
+        for i, turn in enumerate(outcome.turns):
+            other = bare_turns.get((outcome.slot, i))
+            if turn.voice_to_voice_s is not None and other is not None:
+                differences.append((turn.voice_to_voice_s - other) * 1000)
+    return differences
+
+
+@dataclass
+class Messages:
+    """The phone messages of one session, decoded, with when they were handed over."""
+
+    envelopes: list[tuple[int, dict[str, Any]]] = field(default_factory=list)
+
+    @classmethod
+    def of(cls, outcome: SessionOutcome) -> Messages:
+        """Decode the packets `outcome`'s session sent on the `kane` topic."""
+        return cls([(ns, json.loads(p)) for ns, topic, p in outcome.sent if topic == "kane"])
+
+    def gaps(self) -> int:
+        """Messages missing from the envelopes' `seq` (1, 2, 3... without holes)."""
+        seqs = [envelope["seq"] for _, envelope in self.envelopes]
+        return (max(seqs) - len(set(seqs))) if seqs else 0
+
+    def last_type(self) -> str | None:
+        """The type of the last message, `session_ended` when the session closed cleanly."""
+        return self.envelopes[-1][1]["type"] if self.envelopes else None
+
+    def of_type(self, kind: str) -> list[tuple[int, dict[str, Any]]]:
+        """The messages of one type, in order."""
+        return [(ns, e) for ns, e in self.envelopes if e["type"] == kind]
+
+
+def draft_latencies_ms(outcome: SessionOutcome, messages: Messages) -> tuple[list[float], int]:
+    """Interim (or final) transcript leaving the STT -> its quest draft handed to the transport.
+
+    Drafts reach the phone in the order the detector pushed them; each is paired with the
+    detector's record by order and checked by its draft id.
+
+    Returns:
+        The latencies in ms, and how many drafts could not be paired.
+    """
+    sent = messages.of_type("quest_draft")
+    watch = outcome.stopwatch
+    latencies, unpaired = [], abs(len(sent) - len(watch.drafts))
+    for (ns, envelope), (draft_id, carrier) in zip(sent, watch.drafts, strict=False):
+        left_stt = watch.transcripts.get(carrier) if carrier is not None else None
+        if envelope["data"]["draft_id"] != draft_id or left_stt is None:
+            unpaired += 1
+            continue
+        latencies.append((ns - left_stt) / 1e6)
+    return latencies, unpaired
+
+
+def partial_latencies_ms(outcome: SessionOutcome, messages: Messages) -> tuple[list[float], int]:
+    """Interim transcript leaving the STT -> its `partial_transcript` handed to the transport."""
+    sent = messages.of_type("partial_transcript")
+    interims = outcome.stopwatch.interims
+    latencies, unpaired = [], abs(len(sent) - len(interims))
+    for (ns, envelope), (text, left_stt) in zip(sent, interims, strict=False):
+        if envelope["data"]["text"] != text:
+            unpaired += 1
+            continue
+        latencies.append((ns - left_stt) / 1e6)
+    return latencies, unpaired
+
+
+def machine() -> dict[str, Any]:
+    """What the benchmark ran on."""
+    model = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "nproc": os.cpu_count(),
+        "affinity": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+        "cpu_model": model,
+        "python": platform.python_version(),
+        "pipecat": metadata.version("pipecat-ai"),
+        "platform": platform.platform(),
+    }
+
+
+def plot(levels: list[dict[str, Any]], path: Path, *, title: str) -> None:
+    """Voice-to-voice p50/p99 of both pipelines, and KANE's added latency, against sessions."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    n = [level["sessions"] for level in levels]
+
+    def series(kind: str, key: str, measure: str = "voice_to_voice") -> list[float]:
+        return [level[kind][measure][key] or np.nan for level in levels]
+
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(8, 9), sharex=True)
+    top.set_yscale("log")
+    bottom.set_yscale("symlog", linthresh=10)
+    for kind, colour in (("bare", "tab:blue"), ("kane", "tab:orange")):
+        top.plot(n, series(kind, "p50_ms"), "o-", color=colour, label=f"{kind} p50")
+        top.plot(n, series(kind, "p99_ms"), "s--", color=colour, label=f"{kind} p99")
+    top.set_ylabel("voice-to-voice latency (ms, log; unanswered = 15 s)")
+    top.set_title(title)
+    top.grid(True, alpha=0.3)
+    top.legend()
+
+    added = [level["added_ms"] for level in levels]
+    bottom.plot(n, [a["p50_ms"] for a in added], "o-", color="tab:green", label="added p50")
+    bottom.plot(n, [a["p99_ms"] for a in added], "s--", color="tab:red", label="added p99")
+    draft = series("kane", "p99_ms", "draft")
+    bottom.plot(n, draft, "^:", color="tab:purple", label="draft p99")
+    for y, label in ((10, "target p50 10 ms"), (20, "target p99 20 ms"), (50, "50 ms")):
+        bottom.axhline(y, color="grey", linestyle=":", linewidth=1)
+        bottom.annotate(label, (n[0], y), textcoords="offset points", xytext=(2, 2), fontsize=8)
+    bottom.set_xlabel("concurrent sessions")
+    bottom.set_ylabel("KANE over bare Pipecat (ms, symlog)")
+    bottom.grid(True, alpha=0.3)
+    bottom.legend()
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def summarize_kind(rounds: list[RoundResult]) -> dict[str, Any]:
+    """One kind at one level, over its rounds."""
+    outcomes = [o for r in rounds for o in r.outcomes]
+    n = rounds[0].sessions
+    talk = sum(r.talk_s for r in rounds)
+    turns = sum(len(o.turns) for o in outcomes)
+    answered = sum(1 for o in outcomes for t in o.turns if t.voice_to_voice_s is not None)
+    summary: dict[str, Any] = {
+        "rounds": len(rounds),
+        "turns": turns,
+        "answered": answered,
+        "chat_requests": sum(r.chat_requests for r in rounds),
+        "voice_to_voice": quantiles(voice_to_voice_ms(outcomes)),
+        "input_lag": quantiles([t.input_lag_max_s * 1000 for o in outcomes for t in o.turns]),
+        "input_backlog_peak_ms": max(r.input_backlog_peak for r in rounds) * 20,
+        "setup_s_per_session": round(sum(r.setup_s for r in rounds) / len(rounds) / n, 3),
+        "cpu_pct_per_session": round(100 * sum(r.cpu_own_s for r in rounds) / talk / n, 2),
+        "cpu_pct_postgres": round(100 * sum(r.cpu_postgres_s for r in rounds) / talk, 2),
+        "cpu_pct_emulators": round(100 * sum(r.cpu_emulators_s for r in rounds) / talk, 2),
+        "system_cpu_pct": round(float(np.mean([r.system_cpu_pct for r in rounds])), 1),
+        # The machine's 1-minute load average before and after each round: anything well
+        # above what the benchmark itself explains is someone else's work on the cores.
+        "loadavg_1m": [[round(a, 2), round(b, 2)] for a, b in (r.loadavg for r in rounds)],
+        "rss_mb_per_session": round(max((r.rss_peak_mb - r.rss_before_mb) / n for r in rounds), 1),
+        "rss_peak_mb": round(max(r.rss_peak_mb for r in rounds), 1),
+        "tts_bytes": sum(o.stopwatch.tts_bytes for o in outcomes),
+        "bot_bytes_played": sum(o.bot_bytes_out for o in outcomes),
+        "speculations": sum(o.speculations for o in outcomes),
+        "speculations_kept": sum(o.confirmed for o in outcomes),
+    }
+    summary["bot_audio_lost_bytes"] = max(0, summary["tts_bytes"] - summary["bot_bytes_played"])
+    stages = stage_offsets_ms(outcomes)
+    summary["stages_p50_ms"] = {
+        stage: (round(float(np.median(values)), 1) if values else None)
+        for stage, values in stages.items()
+    }
+    # Smart Turn judged the words unfinished: the turn ended on its 3 s of silence.
+    summary["turns_ended_by_silence"] = sum(1 for ms in stages["turn_end"] if ms > 2000)
+    by_text: dict[str, list[float]] = {}
+    for outcome in outcomes:
+        for turn in outcome.turns:
+            v2v = turn.voice_to_voice_s
+            by_text.setdefault(turn.text, []).append(
+                v2v * 1000 if v2v is not None else ANSWER_TIMEOUT_MS
+            )
+    summary["voice_to_voice_p50_by_turn_ms"] = {
+        text: round(float(np.median(values)), 1) for text, values in by_text.items()
+    }
+    if is_kane(rounds[0].kind):
+        drafts, partials = [], []
+        unpaired_drafts = unpaired_partials = gaps = unclosed = audio_lost = 0
+        for outcome in outcomes:
+            messages = Messages.of(outcome)
+            latencies, unpaired = draft_latencies_ms(outcome, messages)
+            drafts += latencies
+            unpaired_drafts += unpaired
+            latencies, unpaired = partial_latencies_ms(outcome, messages)
+            partials += latencies
+            unpaired_partials += unpaired
+            gaps += messages.gaps()
+            unclosed += messages.last_type() != "session_ended"
+            audio_lost += abs((outcome.recorded_user_bytes or 0) - outcome.bytes_in)
+        journals = [r.journal for r in rounds]
+        summary |= {
+            "draft": quantiles(drafts),
+            "drafts_unpaired": unpaired_drafts,
+            "partial_transcript": quantiles(partials),
+            "partials_unpaired": unpaired_partials,
+            "phone_messages": sum(len(Messages.of(o).envelopes) for o in outcomes),
+            "phone_seq_gaps": gaps,
+            "phone_unclosed_sessions": unclosed,
+            "user_audio_lost_bytes": audio_lost,
+            "journal": {
+                "events_by_taps": sum(j["events_by_taps"] for j in journals),
+                "rows_in_postgres": sum(j["rows_in_postgres"] for j in journals),
+                "sessions_mismatched": sum(j["sessions_mismatched"] for j in journals),
+                "spooled": sum(j["spooled"] for j in journals),
+                "events_per_s": round(float(np.mean([j["events_per_s"] for j in journals])), 1),
+                "backlog_peak": max(j["backlog_peak"] for j in journals),
+            },
+        }
+    return summary
+
+
+def compare(kane: dict[str, Any], bare: dict[str, Any], paired: list[float]) -> dict[str, Any]:
+    """KANE's added latency (quantile differences) and ratios, and the paired median."""
+    k, b = kane["voice_to_voice"], bare["voice_to_voice"]
+    added = {
+        key: (round(k[key] - b[key], 2) if k[key] is not None and b[key] is not None else None)
+        for key in ("p50_ms", "p95_ms", "p99_ms")
+    }
+    ratio = {
+        key.replace("_ms", ""): (round(k[key] / b[key], 4) if k[key] and b[key] else None)
+        for key in ("p50_ms", "p95_ms", "p99_ms")
+    }
+    added["paired_median_ms"] = round(float(np.median(paired)), 2) if paired else None
+    by_stage = {
+        stage: round(value - bare["stages_p50_ms"][stage], 1)
+        for stage, value in kane["stages_p50_ms"].items()
+        if value is not None and bare["stages_p50_ms"].get(stage) is not None
+    }
+    return {"added_ms": added, "ratio": ratio, "added_p50_by_stage_ms": by_stage}
