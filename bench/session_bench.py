@@ -254,6 +254,15 @@ def _print_preemptive(study: dict[str, Any]) -> None:
     )
 
 
+def _plot(result: dict[str, Any], output: Path) -> None:
+    if result["levels"]:
+        machine = result["machine"]
+        title = (
+            f"KANE vs bare Pipecat: one process, {machine['nproc']} cores ({machine['cpu_model']})"
+        )
+        plot(result["levels"], output.with_suffix(".png"), title=title)
+
+
 def _levels(text: str) -> list[int]:
     return [int(part) for part in text.split(",") if part.strip()]
 
@@ -274,7 +283,12 @@ def main() -> int:
     parser.add_argument("--profile-sessions", type=int, default=24)
     parser.add_argument("--output", type=Path, default=RESULTS / "session.json")
     parser.add_argument("--log-level", default="WARNING")
+    parser.add_argument("--replot", action="store_true", help="only redraw the PNG from --output")
     args = parser.parse_args()
+    if args.replot:
+        result = json.loads(args.output.read_text())
+        _plot(result, args.output)
+        return 0
     if args.quick:
         args.levels, args.rounds, args.turns = [1, 8, 24], 1, 3
         args.preemptive_levels, args.lean_levels = [1], []
@@ -284,9 +298,7 @@ def main() -> int:
     result = asyncio.run(run(args))
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(result, indent=2) + "\n")
-    if result["levels"]:
-        title = f"KANE vs bare Pipecat, {result['machine']['nproc']} cores"
-        plot(result["levels"], args.output.with_suffix(".png"), title=title)
+    _plot(result, args.output)
     crossing = result["p99_added_over_50ms_from_sessions"]
     print(
         "p99 added latency over 50 ms from "

@@ -15,9 +15,7 @@ which transcript each quest draft followed, and how much audio the TTS produced.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime
-import functools
 import json
 import time
 import uuid
@@ -255,6 +253,7 @@ class BenchSession:
             openai_base_url=services.openai_url,
             kane_tts=["openai"],
             kane_greeting="",
+            kane_preemptive=is_preemptive(kind),
             hume_api_key=None,
         )
         self._task: asyncio.Task | None = None
@@ -264,10 +263,7 @@ class BenchSession:
             if archive is None:
                 raise ValueError("KANE's sessions need the worker's stores")
             place = bot.SessionPlace(session_id=self.session_id, user_id=self.user_id, room="bench")
-            with _user_params(is_preemptive(kind)):
-                self._kane = bot.create_session(
-                    place, self.transport, self._settings, http, archive
-                )
+            self._kane = bot.create_session(place, self.transport, self._settings, http, archive)
             self.worker = self._kane.worker
         else:
             self.worker = self._bare_worker(http)
@@ -311,6 +307,7 @@ class BenchSession:
             conversation_id=self.session_id,
             enable_rtvi=False,
             processor_unusable_policy=ProcessorUnusablePolicy.END,
+            cancel_on_idle_timeout=False,
             # Each of the worker's observers costs every push a queue put and a task wake.
             enable_turn_tracking=not lean,
             idle_timeout_secs=None if lean else IDLE_TIMEOUT_SECS,
@@ -384,27 +381,6 @@ class BenchSession:
             outcome.speculations = strategy.speculations
             outcome.confirmed = strategy.confirmed
         return outcome
-
-
-@contextlib.contextmanager
-def _user_params(preemptive: bool) -> Iterator[None]:
-    """Build KANE's user aggregator with `user_turn_params(preemptive)`.
-
-    `bot.create_session` builds the pair with Pipecat's defaults (what
-    `user_turn_params(False)` returns). Until the lead wires a setting through, the
-    preemptive kinds swap the pair's constructor for the duration of the (synchronous) call.
-    """
-    if not preemptive:
-        yield
-        return
-    original = bot.LLMContextAggregatorPair
-    bot.LLMContextAggregatorPair = functools.partial(  # type: ignore[misc, assignment]
-        LLMContextAggregatorPair, user_params=user_turn_params(True)
-    )
-    try:
-        yield
-    finally:
-        bot.LLMContextAggregatorPair = original  # type: ignore[misc]
 
 
 def _stop_strategy(worker: PipelineWorker) -> Any:
