@@ -22,8 +22,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 import websockets
+
+from tests.support.availability import unavailable
 
 # The names scripts/chromium.sh looks for; KANE_CHROMIUM names another binary.
 CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome")
@@ -43,10 +44,7 @@ def require_chromium() -> Path:
     binary = find_chromium()
     if binary is not None:
         return binary
-    reason = "chromium not found (scripts/chromium.sh install, or set KANE_CHROMIUM)"
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(f"chromium unavailable on CI: {reason}")
-    pytest.skip(reason)
+    unavailable("chromium", "not found (scripts/chromium.sh install, or set KANE_CHROMIUM)")
 
 
 class CDPError(RuntimeError):

@@ -16,6 +16,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NoReturn
 
 import numpy as np
 import pytest
@@ -23,6 +24,7 @@ from livekit import api, rtc
 from loguru import logger
 
 from client.audio import DEFAULT_VOICE_THRESHOLD_DBFS, level_dbfs
+from tests.support.availability import unavailable
 
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "livekit_server.sh"
 NOT_INSTALLABLE = 3  # the script's exit code when livekit-server can't be found or built
@@ -82,10 +84,8 @@ def _parse_exports(stdout: str) -> dict[str, str]:
     return values
 
 
-def _unavailable(reason: str) -> None:
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(f"livekit-server unavailable on CI: {reason}")
-    pytest.skip(f"livekit-server unavailable: {reason}")
+def _unavailable(reason: str) -> NoReturn:
+    unavailable("livekit-server", reason)
 
 
 @pytest.fixture(scope="session")
