@@ -6,6 +6,7 @@ time: `Settings()` is built once, at start, by the worker.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -48,6 +49,9 @@ class Settings(BaseSettings):
     kane_host: str = "127.0.0.1"
     port: int = Field(default=7860, ge=1, le=65535)
     kane_max_sessions: int = Field(default=24, ge=1)
+    # LiveKit sessions' bots run in this many processes of their own, one event loop (one
+    # core) each; 0 runs them in the API's process; auto: one per core, if there are two or more.
+    kane_session_processes: Annotated[int, Field(ge=0, le=64)] | Literal["auto"] = "auto"
     kane_log_level: str = "INFO"
     kane_data_dir: Path = Field(default_factory=lambda: Path(platformdirs.user_data_dir("kane")))
     # Which of KANE's stages run between STT and the LLM (a pipeline file, see pipelines/)
@@ -155,6 +159,14 @@ class Settings(BaseSettings):
     def is_development(self) -> bool:
         """Whether the worker runs for a developer (open /connect allowed)."""
         return self.kane_env == "development"
+
+    @property
+    def session_processes(self) -> int:
+        """How many session processes run LiveKit sessions (0: the API's process runs them)."""
+        if self.kane_session_processes != "auto":
+            return self.kane_session_processes
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+        return cores if cores and cores >= 2 else 0
 
     @property
     def livekit_configured(self) -> bool:

@@ -1,7 +1,9 @@
 """The worker's HTTP API: GET /health and POST /connect."""
 
 import asyncio
+import dataclasses
 import datetime
+import os
 import tomllib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -19,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from api.auth import RESERVED_IDS, USER_ID_PATTERN, Authenticator, AuthError, Caller
 from api.livekit_rooms import LiveKitRooms
 from api.playground import playground_router
+from api.session_processes import SessionProcesses
 from api.sessions import RETRY_AFTER_S, AtCapacityError, SessionManager
 from checkins import CheckinScheduler, WebhookNotifier, default_worker_id
 from processors.stages import PipelineSpec, load_pipeline
@@ -98,8 +101,23 @@ def create_app(settings: Settings, pipeline: PipelineSpec | None = None) -> Fast
                     api_secret=settings.livekit_api_secret.get_secret_value(),
                     http=http,
                 )
+            processes = None
+            if rooms is not None and settings.session_processes > 0:
+                processes = SessionProcesses(
+                    settings.session_processes,
+                    database_url=database.dsn,
+                    log_level=settings.kane_log_level,
+                    on_ended=lambda *ended: sessions.process_session_ended(*ended),
+                    env={**os.environ, "KANE_PIPELINE": str(settings.kane_pipeline)},
+                )
+                await processes.start()
             sessions = SessionManager(
-                settings=settings, rooms=rooms, archive=archive, http=http, pipeline=pipeline
+                settings=settings,
+                rooms=rooms,
+                archive=archive,
+                http=http,
+                pipeline=pipeline,
+                processes=processes,
             )
             app.state.worker = Worker(
                 settings=settings,
@@ -177,6 +195,7 @@ def create_app(settings: Settings, pipeline: PipelineSpec | None = None) -> Fast
                 "active": sessions.active,
                 "max": w.settings.kane_max_sessions,
                 "draining": sessions.draining,
+                "processes": [dataclasses.asdict(p) for p in sessions.process_states()],
                 "recent_endings": [
                     {"session_id": e.session_id, "reason": e.reason, "ended_at": e.ended_at}
                     for e in sessions.recent_endings

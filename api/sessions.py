@@ -12,9 +12,12 @@ import aiohttp
 from loguru import logger
 
 from api.livekit_rooms import LiveKitRooms
-from bot import BotSession, SessionPlace, create_session, run_session
+from api.session_processes import ProcessState, SessionProcesses
+from bot import BotSession, SessionPlace
 from processors.stages import PipelineSpec
 from session.archive import Archive
+from session.host_messages import StartSession
+from session.runner import run_to_end
 from settings import Settings
 from transport.base import KaneTransport
 from transport.livekit import KaneLiveKitTransport
@@ -45,6 +48,7 @@ class LiveSession:
     room: str
     started_at: float = field(default_factory=time.time)
     in_livekit: bool = False
+    process: int | None = None
     transport: KaneTransport | None = None
     bot: BotSession | None = None
     task: asyncio.Task | None = None
@@ -63,8 +67,10 @@ class SessionManager:
     """Starts and tracks the bot sessions of this worker.
 
     Each session gets a room of its own (LiveKit's, or the playground's WebRTC connection), a
-    database row and a bot that runs as a task of this process. A session's end, for whatever
-    reason, is logged, recorded and kept in `recent_endings`; it never takes the worker down.
+    database row and a bot. A LiveKit session's bot runs in one of the worker's session
+    processes when it has them (one per core, api/session_processes.py), else as a task of
+    this process, like a playground session. A session's end, for whatever reason, is logged,
+    recorded and kept in `recent_endings`; it never takes the worker down.
     """
 
     def __init__(
@@ -75,6 +81,7 @@ class SessionManager:
         archive: Archive,
         http: aiohttp.ClientSession,
         pipeline: PipelineSpec,
+        processes: SessionProcesses | None = None,
     ):
         """Create the manager.
 
@@ -84,12 +91,15 @@ class SessionManager:
             archive: The stores that keep each session.
             http: A shared HTTP session for the bots' services.
             pipeline: KANE's stages for every session.
+            processes: The session processes that run LiveKit sessions' bots; None runs
+                them in this process.
         """
         self._settings = settings
         self._rooms = rooms
         self._archive = archive
         self._pipeline = pipeline
         self._http = http
+        self._processes = processes
         self._sessions: dict[str, LiveSession] = {}
         self._draining = False
         self.recent_endings: deque[Ending] = deque(maxlen=20)
@@ -98,6 +108,10 @@ class SessionManager:
     def active(self) -> int:
         """How many sessions run now."""
         return len(self._sessions)
+
+    def process_states(self) -> list[ProcessState]:
+        """The session processes, for /health (none when sessions run in this process)."""
+        return self._processes.states() if self._processes else []
 
     @property
     def draining(self) -> bool:
@@ -125,12 +139,28 @@ class SessionManager:
         except BaseException:
             self._sessions.pop(live.session_id, None)
             raise
-        transport = KaneLiveKitTransport.for_room(
-            url=self._settings.livekit_url or "",
-            token=self._rooms.bot_token(room=live.room),
-            room_name=live.room,
-        )
-        self._launch(live, transport)
+        url, bot_token = self._settings.livekit_url or "", self._rooms.bot_token(room=live.room)
+        if self._processes is None:
+            self._launch(
+                live, KaneLiveKitTransport.for_room(url=url, token=bot_token, room_name=live.room)
+            )
+        else:
+            command = StartSession(
+                session_id=live.session_id,
+                user_id=user_id,
+                room=live.room,
+                livekit_url=url,
+                bot_token=bot_token,
+            )
+            try:
+                live.process = self._processes.start_session(command)
+            except ConnectionError as e:
+                await self._forget(live, f"not started: {e}")
+                raise AtCapacityError(str(e)) from e
+            logger.info(
+                f"{self}: session {live.session_id} started in {live.room}"
+                f" (session process {live.process})"
+            )
         return Grant(
             session_id=live.session_id,
             room=live.room,
@@ -187,35 +217,40 @@ class SessionManager:
         logger.info(f"{self}: session {live.session_id} started in {live.room}")
 
     async def _run(self, live: LiveSession, place: SessionPlace, transport: KaneTransport) -> None:
-        reason = "the session ended"
-        try:
-            live.bot = create_session(
-                place, transport, self._settings, self._http, self._archive, self._pipeline
-            )
-            reason = await run_session(live.bot)
-        except asyncio.CancelledError:
-            reason = "the worker stopped the session"
-        except Exception as e:
-            reason = f"the bot failed: {type(e).__name__}: {e}"
-            logger.exception(f"{self}: session {live.session_id}: {reason}")
-        finally:
-            await self._finish(live, reason)
+        reason = await run_to_end(
+            place,
+            transport,
+            settings=self._settings,
+            http=self._http,
+            archive=self._archive,
+            pipeline=self._pipeline,
+            on_bot=lambda bot: setattr(live, "bot", bot),
+        )
+        await self._forget(live, reason)
 
-    async def _finish(self, live: LiveSession, reason: str) -> None:
+    async def process_session_ended(self, session_id: str, reason: str, recorded: bool) -> None:
+        """A session process says one of its sessions ended (or died with it).
+
+        Args:
+            session_id: The session.
+            reason: Why it ended.
+            recorded: Whether its end is in the database (False when its process died).
+        """
+        live = self._sessions.get(session_id)
+        if live is None:
+            return
+        if not recorded:
+            try:
+                await self._archive.sessions.end_session(session_id, reason)
+            except Exception as e:
+                logger.error(f"{self}: could not record the end of {session_id}: {e}")
+        await self._forget(live, reason)
+
+    async def _forget(self, live: LiveSession, reason: str) -> None:
+        """A session has ended: free its slot, keep why, delete its room."""
         self._sessions.pop(live.session_id, None)
         self.recent_endings.append(Ending(live.session_id, reason, time.time()))
         logger.info(f"{self}: session {live.session_id} ended: {reason}")
-        try:
-            # Normally the session's archive has recorded its end; this covers a bot that
-            # never got that far.
-            await self._archive.sessions.end_session(live.session_id, reason)
-        except Exception as e:
-            logger.error(f"{self}: could not record the end of {live.session_id}: {e}")
-        if live.transport is not None:
-            try:
-                await live.transport.close()
-            except Exception as e:
-                logger.warning(f"{self}: transport of {live.session_id} not closed: {e}")
         if self._rooms is None or not live.in_livekit:
             return
         try:
@@ -230,17 +265,21 @@ class SessionManager:
             grace_s: How long sessions get to finish before they are cancelled.
         """
         self._draining = True
-        sessions = list(self._sessions.values())
+        reason = "the worker is shutting down"
+        await asyncio.gather(
+            self._shutdown_here(reason, grace_s),
+            self._processes.stop(reason, grace_s=grace_s) if self._processes else asyncio.sleep(0),
+        )
+
+    async def _shutdown_here(self, reason: str, grace_s: float) -> None:
+        """End the sessions that run in this process."""
+        sessions = [live for live in self._sessions.values() if live.process is None]
         if not sessions:
             return
         logger.info(f"{self}: ending {len(sessions)} sessions for shutdown")
         # All at once: each says goodbye to its phone and lets its last words drain.
         await asyncio.gather(
-            *(
-                live.bot.lifecycle.end("the worker is shutting down")
-                for live in sessions
-                if live.bot
-            ),
+            *(live.bot.lifecycle.end(reason) for live in sessions if live.bot),
             return_exceptions=True,
         )
         tasks = [live.task for live in sessions if live.task]

@@ -5,6 +5,12 @@ Run by hand (not by pytest)::
     uv run python -m bench.session_bench                  # 1, 8, 16, 24, 32 sessions
     uv run python -m bench.session_bench --quick          # 1, 8, 24 sessions, fewer turns
     uv run python -m bench.session_bench --levels 24 --profile   # and profile KANE at 24
+    uv run python -m bench.session_bench --processes 1    # every session on one event loop
+
+The sessions of a round run in `--processes` shard processes (default: one per core), each
+with its own event loop and its share of the N sessions, as a worker with a process per core
+runs them; all of them share one PostgreSQL and the emulated cloud, and start talking at the
+same instant. `--processes 1` runs everything in this process, on one event loop.
 
 Each concurrency level runs rounds of N sessions of one kind at a time, alternating bare
 and KANE (ABBA over rounds) in one invocation, against the same emulated cloud in its own
@@ -18,12 +24,13 @@ Per turn: voice-to-voice latency (the person stops speaking -> the first of the 
 handed to the transport); KANE's added latency is KANE's quantile minus bare's at the same
 level, from the same run. Per KANE session: draft latency (transcript leaves the STT -> its
 `quest_draft` handed to the transport), partial transcript latency likewise. Per round: CPU
-(% of one core per session, this process; Postgres and the emulators apart), RSS per
-session, journal events per second and backlog, and an accounting that nothing was lost:
-journal rows == events the taps wrote, phone messages without gaps in `seq` up to
-`session_ended`, the person's recorded audio == the audio sent, the bot's audio handed to
-the transport >= what its TTS produced. Writes ``bench/results/session.json`` and
-``bench/results/session.png``; with ``--profile``, ``bench/results/session_profile.txt``.
+(% of one core per session, the session processes summed; Postgres and the emulators apart),
+RSS per session (the processes' growth summed), journal events per second and backlog, and
+an accounting that nothing was lost: journal rows == events the taps wrote, phone messages
+without gaps in `seq` up to `session_ended`, the person's recorded audio == the audio sent,
+the bot's audio handed to the transport >= what its TTS produced. Writes
+``bench/results/session.json`` and ``bench/results/session.png``; with ``--profile``,
+``bench/results/session_profile.txt``.
 """
 
 from __future__ import annotations
@@ -31,16 +38,26 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from loguru import logger
 
 from bench.emulated_cloud import Latencies
-from bench.session_rounds import REPLY, TURNS, UNFINISHED, Bench, RoundResult, spoken_turns
+from bench.session_rounds import (
+    REPLY,
+    TURNS,
+    UNFINISHED,
+    LocalRounds,
+    RoundResult,
+    spoken_turns,
+)
+from bench.session_shards import ShardedRounds
+from bench.session_shared import SharedServices
 from bench.session_stats import (
     compare,
     machine,
@@ -60,16 +77,20 @@ TARGETS = {"added_p50_ms": 10.0, "added_p99_ms": 20.0, "draft_p99_ms": 20.0, "se
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     """Every level and the preemptive study; the result as written to JSON."""
     *turns, unfinished = spoken_turns([*TURNS, UNFINISHED])
-    bench = Bench(args, turns, unfinished)
-    await bench.open()
+    shared = SharedServices(slots=_slots(args), reply=REPLY)
+    bench: Rounds = LocalRounds(args, turns, unfinished, shared)
+    if args.processes > 1:
+        bench = ShardedRounds(args, turns, unfinished, shared, args.processes)
     levels: list[dict[str, Any]] = []
     preemptive: list[dict[str, Any]] = []
     observers: list[dict[str, Any]] = []
     profile: dict[str, Any] | None = None
     try:
+        await shared.open()
+        await bench.open()
         # Warm-up: models loaded, connections and code paths exercised once; not counted.
         for kind in ("bare", "kane"):
-            await bench.round(kind, 1, -1, 1)
+            await bench.round(kind, bench.warmup_sessions, -1, 1)
         for n in args.levels:
             by_kind = await _alternate(bench, ("bare", "kane"), n, args.rounds, args.turns)
             level = {"sessions": n, **{k: summarize_kind(v) for k, v in by_kind.items()}}
@@ -117,9 +138,19 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 flush=True,
             )
         if args.profile:
+            if not isinstance(bench, LocalRounds):
+                # Profiled in this process, on one event loop, whatever --processes says.
+                await bench.close()
+                bench = LocalRounds(args, turns, unfinished, shared)
+                await bench.open()
+                for kind in ("bare", "kane"):
+                    await bench.round(kind, 1, -1, 1)
             profile = await _profile(bench, args.profile_sessions, args.turns)
     finally:
-        await bench.close()
+        try:
+            await bench.close()
+        finally:
+            await shared.close()
 
     crossing = next((lv["sessions"] for lv in levels if (lv["added_ms"]["p99_ms"] or 0) > 50), None)
     return {
@@ -133,6 +164,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         },
         "config": {
             "levels": args.levels,
+            "processes": args.processes,
             "rounds": args.rounds,
             "turns_per_session": args.turns,
             "stagger_s": args.stagger_s,
@@ -149,8 +181,40 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+class Rounds(Protocol):
+    """Runs rounds: in this process (`LocalRounds`) or over shard processes (`ShardedRounds`)."""
+
+    warmup_sessions: int
+
+    async def open(self) -> None:
+        """Connect (and start the shards)."""
+
+    async def close(self) -> None:
+        """Disconnect (and stop the shards)."""
+
+    async def round(
+        self, kind: str, n: int, index: int, turns: int, *, unfinished: bool = False
+    ) -> RoundResult:
+        """Run `n` sessions of `kind`, each saying `turns` turns, and account for them."""
+        ...
+
+
+def _slots(args: argparse.Namespace) -> int:
+    """Most sessions at once in any round: one STT emulator each."""
+    return max(
+        [
+            *args.levels,
+            *args.preemptive_levels,
+            *args.lean_levels,
+            args.profile_sessions,
+            args.processes,
+            1,
+        ]
+    )
+
+
 async def _alternate(
-    bench: Bench,
+    bench: Rounds,
     kinds: tuple[str, str],
     n: int,
     rounds: int,
@@ -175,7 +239,7 @@ def _paired(kane: list[RoundResult], bare: list[RoundResult]) -> list[float]:
     return differences
 
 
-async def _profile(bench: Bench, n: int, turns: int) -> dict[str, Any]:
+async def _profile(bench: LocalRounds, n: int, turns: int) -> dict[str, Any]:
     """Profile a round of `n` sessions of each kind with pyinstrument; our code's costs."""
     from pyinstrument import Profiler
 
@@ -257,9 +321,9 @@ def _print_preemptive(study: dict[str, Any]) -> None:
 def _plot(result: dict[str, Any], output: Path) -> None:
     if result["levels"]:
         machine = result["machine"]
-        title = (
-            f"KANE vs bare Pipecat: one process, {machine['nproc']} cores ({machine['cpu_model']})"
-        )
+        processes = result["config"].get("processes", 1)
+        shape = "one process" if processes == 1 else f"{processes} processes"
+        title = f"KANE vs bare Pipecat: {shape}, {machine['nproc']} cores ({machine['cpu_model']})"
         plot(result["levels"], output.with_suffix(".png"), title=title)
 
 
@@ -279,12 +343,26 @@ def main() -> int:
         "--lean-levels", type=_levels, default=[8], help="bare without default observers"
     )
     parser.add_argument("--quick", action="store_true", help="1, 8, 24 sessions; 1 round")
-    parser.add_argument("--profile", action="store_true", help="profile KANE with pyinstrument")
+    parser.add_argument(
+        "--processes",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="shard processes the sessions of a round are spread over (default: one per core);"
+        " 1 runs every session in this process, on one event loop",
+    )
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="profile KANE with pyinstrument (always in one process, on one event loop,"
+        " after the levels, whatever --processes says)",
+    )
     parser.add_argument("--profile-sessions", type=int, default=24)
     parser.add_argument("--output", type=Path, default=RESULTS / "session.json")
     parser.add_argument("--log-level", default="WARNING")
     parser.add_argument("--replot", action="store_true", help="only redraw the PNG from --output")
     args = parser.parse_args()
+    if args.processes < 1:
+        parser.error("--processes must be at least 1")
     if args.replot:
         result = json.loads(args.output.read_text())
         _plot(result, args.output)
@@ -294,6 +372,8 @@ def main() -> int:
         args.preemptive_levels, args.lean_levels = [1], []
     logger.remove()
     logger.add(sys.stderr, level=args.log_level)
+    shape = "in this process" if args.processes == 1 else f"over {args.processes} processes"
+    print(f"session benchmark: the sessions of each round run {shape}", flush=True)
 
     result = asyncio.run(run(args))
     args.output.parent.mkdir(parents=True, exist_ok=True)

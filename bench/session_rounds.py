@@ -1,11 +1,13 @@
 """Rounds of the session benchmark: N sessions of one kind through their turns, accounted for.
 
-A `Bench` holds what every round shares (an embedded PostgreSQL with the worker's stores, the
-emulated cloud in its own process, an HTTP session) and runs a round: it builds N sessions,
-waits until every microphone is open, lets the people talk (first turns spread over
-`stagger_s`), ends the sessions as a person leaving would after the microphone closed, and
-measures meanwhile: CPU of this process, Postgres and the emulators, RSS, the journal's
-backlog and the microphones' backlog in Pipecat's input queues.
+A `Bench` runs sessions in this process against the shared services (`bench.session_shared`:
+one PostgreSQL, the emulated cloud in its own process), with its own connection pool, the
+worker's stores and an HTTP session. For a round it builds its sessions (all N, or one shard's
+slots of them), waits until every microphone is open (and, in a shard, for the other shards),
+lets the people talk (first turns spread over `stagger_s`), ends the sessions as a person
+leaving would after the microphone closed, and measures meanwhile: CPU of this process,
+Postgres and the emulators, RSS, the journal's backlog and the microphones' backlog in
+Pipecat's input queues. `LocalRounds` is every round in this process (`--processes 1`).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import shutil
 import tempfile
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,9 +32,9 @@ import numpy as np
 import psutil
 import soundfile as sf
 
-from bench.emulated_cloud import EmulatedCloud, Latencies
 from bench.loopback_transport import SpokenTurn
 from bench.session_runs import BenchSession, Services, SessionOutcome, is_kane
+from bench.session_shared import Backends, SharedServices, processes
 from session.archive import Archive
 from speech.espeak import write_wav
 from storage.database import Database
@@ -69,6 +72,20 @@ def spoken_turns(texts: list[str], sample_rate: int = 16000) -> list[SpokenTurn]
         end = int(voiced[-1]) + 1
         turns.append(SpokenTurn(text=text, pcm=audio[:end].tobytes(), speech_end=end))
     return turns
+
+
+def scripts(
+    pool: list[SpokenTurn], unfinished_turn: SpokenTurn, n: int, turns: int, unfinished: bool
+) -> list[list[SpokenTurn]]:
+    """What each of `n` slots says: slot i the turns from the i-th on, so sessions do not all
+    say the same; with `unfinished`, each slot's second turn is `unfinished_turn`."""
+    said = []
+    for slot in range(n):
+        script = [pool[(slot + k) % len(pool)] for k in range(turns)]
+        if unfinished and turns > 1:
+            script[1] = unfinished_turn
+        said.append(script)
+    return said
 
 
 @dataclass
@@ -133,64 +150,73 @@ class RoundResult:
 
 
 class Bench:
-    """Runs rounds of sessions against one database and one emulated cloud."""
+    """Runs the sessions of rounds in this process, against the shared services."""
 
-    def __init__(self, args: argparse.Namespace, turns: list[SpokenTurn], unfinished: SpokenTurn):
-        """Keep the options; `open` starts what the rounds need."""
+    def __init__(
+        self,
+        args: argparse.Namespace,
+        turns: list[SpokenTurn],
+        unfinished: SpokenTurn,
+        backends: Backends,
+    ):
+        """Keep the options; `open` connects to what the rounds need."""
         self._args = args
         self._turns = turns
         self._unfinished = unfinished
+        self._backends = backends
         self._tmp = Path(tempfile.mkdtemp(prefix="kane-session-bench-"))
-        self._cloud = EmulatedCloud(
-            slots=max(
-                [*args.levels, *args.preemptive_levels, *args.lean_levels, args.profile_sessions, 1]
-            ),
-            latencies=Latencies(),
-            reply=REPLY,
-        )
         self._database: Database | None = None
         self._archive: Archive | None = None
         self._http: aiohttp.ClientSession | None = None
         self._postgres: list[psutil.Process] = []
 
     async def open(self) -> None:
-        """Start Postgres (embedded), the worker's stores and the emulated cloud."""
-        self._database = await Database.open(None, data_dir=self._tmp / "postgres")
+        """Connect to Postgres (already migrated), open the worker's stores and HTTP."""
+        self._database = await Database.open(self._backends.dsn, migrate=False)
         self._archive = Archive.open(self._database, self._tmp)
-        for pid_file in (self._tmp / "postgres").rglob("postmaster.pid"):
-            self._postgres.append(psutil.Process(int(pid_file.read_text().split()[0])))
-        await self._cloud.start()
+        self._postgres = processes(self._backends.postgres_pids)
         self._http = aiohttp.ClientSession()
 
     async def close(self) -> None:
-        """Stop everything `open` started."""
+        """Close everything `open` opened."""
         if self._http is not None:
             await self._http.close()
-        await self._cloud.stop()
         if self._archive is not None:
             await self._archive.close()
         if self._database is not None:
             await self._database.close()
         shutil.rmtree(self._tmp, ignore_errors=True)
 
-    async def round(
-        self, kind: str, n: int, index: int, turns: int, *, unfinished: bool = False
+    async def run(
+        self,
+        kind: str,
+        n: int,
+        index: int,
+        turns: int,
+        *,
+        slots: range | None = None,
+        unfinished: bool = False,
+        barrier: Callable[[], Awaitable[None]] | None = None,
     ) -> RoundResult:
-        """Run `n` sessions of `kind`, each saying `turns` turns, and account for them.
+        """Run the sessions of `slots` (all `n` by default) of a round of `n` sessions of
+        `kind`, each saying `turns` turns, and account for them.
 
-        With `unfinished`, each session's second turn is `UNFINISHED`.
+        The emulated cloud must have been prepared for the round. With `unfinished`, each
+        session's second turn is `UNFINISHED`. `barrier` is awaited once every microphone is
+        open, before the people start talking. The result counts no chat requests.
         """
         args = self._args
         assert self._archive is not None and self._http is not None
-        scripts = [self._script(slot, turns, unfinished) for slot in range(n)]
-        await self._cloud.prepare([[t.text for t in script] for script in scripts])
-        services = Services(self._cloud.deepgram_urls, self._cloud.openai_url)
+        slots = range(n) if slots is None else slots
+        said = scripts(self._turns, self._unfinished, n, turns, unfinished)
+        backends = self._backends
+        services = Services(backends.deepgram_urls, backends.openai_url)
         gc.collect()
         load_before = os.getloadavg()[0]
         me = psutil.Process()
         rss_before = me.memory_info().rss
         journal_before = self._archive.journal.stats
-        emulators = psutil.Process(self._cloud.pid)
+        emulators = psutil.Process(backends.emulators_pid)
 
         built = time.monotonic()
         sessions = [
@@ -201,7 +227,7 @@ class Bench:
                 http=self._http,
                 archive=self._archive if is_kane(kind) else None,
             )
-            for slot in range(n)
+            for slot in slots
         ]
         for session in sessions:
             session.start()
@@ -209,6 +235,8 @@ class Bench:
         try:
             await asyncio.gather(*(s.ready() for s in sessions))
             setup_s = time.monotonic() - built
+            if barrier is not None:
+                await barrier()
             rng = random.Random(f"{n}-{index}")
             plans = [
                 (rng.uniform(0, args.stagger_s), [rng.uniform(0.6, 1.2) for _ in range(turns)])
@@ -218,8 +246,10 @@ class Bench:
             before = Usage.now(self._postgres, emulators)
             await asyncio.gather(
                 *(
-                    s.converse(script, first_after_s=first, gaps_s=gaps)
-                    for s, script, (first, gaps) in zip(sessions, scripts, plans, strict=True)
+                    s.converse(
+                        said[s.slot], first_after_s=plans[s.slot][0], gaps_s=plans[s.slot][1]
+                    )
+                    for s in sessions
                 )
             )
             after = Usage.now(self._postgres, emulators)
@@ -248,7 +278,7 @@ class Bench:
             rss_before_mb=rss_before / 2**20,
             rss_peak_mb=sampler.rss_peak / 2**20,
             input_backlog_peak=sampler.input_backlog_peak,
-            chat_requests=await self._cloud.chat_requests(),
+            chat_requests=0,
             loadavg=(load_before, os.getloadavg()[0]),
         )
         if is_kane(kind):
@@ -256,14 +286,6 @@ class Bench:
                 outcomes, journal_before, result.talk_s, sampler.backlog_peak
             )
         return result
-
-    def _script(self, slot: int, turns: int, unfinished: bool) -> list[SpokenTurn]:
-        """Slot i says the turns from the i-th on, so sessions do not all say the same."""
-        pool = self._turns
-        script = [pool[(slot + k) % len(pool)] for k in range(turns)]
-        if unfinished and turns > 1:
-            script[1] = self._unfinished
-        return script
 
     async def _journal_accounting(
         self,
@@ -323,3 +345,44 @@ class _Sampler:
 
     def stop(self) -> None:
         self._task.cancel()
+
+
+class LocalRounds:
+    """Every session of every round in this process, on one event loop (`--processes 1`)."""
+
+    def __init__(
+        self,
+        args: argparse.Namespace,
+        turns: list[SpokenTurn],
+        unfinished: SpokenTurn,
+        shared: SharedServices,
+    ):
+        """Run rounds against `shared` (opened by the caller) once `open` has connected."""
+        self._args = args
+        self._turns = turns
+        self._unfinished = unfinished
+        self._shared = shared
+        self._bench: Bench | None = None
+        self.warmup_sessions = 1
+
+    async def open(self) -> None:
+        """Connect to the shared services."""
+        assert self._shared.backends is not None
+        self._bench = Bench(self._args, self._turns, self._unfinished, self._shared.backends)
+        await self._bench.open()
+
+    async def close(self) -> None:
+        """Disconnect."""
+        if self._bench is not None:
+            await self._bench.close()
+
+    async def round(
+        self, kind: str, n: int, index: int, turns: int, *, unfinished: bool = False
+    ) -> RoundResult:
+        """Run `n` sessions of `kind`, each saying `turns` turns, and account for them."""
+        assert self._bench is not None
+        said = scripts(self._turns, self._unfinished, n, turns, unfinished)
+        await self._shared.prepare([[t.text for t in script] for script in said])
+        result = await self._bench.run(kind, n, index, turns, unfinished=unfinished)
+        result.chat_requests = await self._shared.chat_requests()
+        return result

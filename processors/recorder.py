@@ -89,14 +89,15 @@ class AudioRecorder(FrameProcessor):
         """Record audio frames and pass every frame on."""
         await super().process_frame(frame, direction)
         if isinstance(frame, InputAudioRawFrame):
-            await self._add_user(frame)
+            await self.add_user_audio(frame)
         elif isinstance(frame, OutputAudioRawFrame) and direction == FrameDirection.DOWNSTREAM:
             await self._add_bot(frame)
         elif isinstance(frame, EndFrame | CancelFrame):
             self._finish_tracks()
         await self.push_frame(frame, direction)
 
-    async def _add_user(self, frame: InputAudioRawFrame) -> None:
+    async def add_user_audio(self, frame: InputAudioRawFrame) -> None:
+        """Record the person's audio handed over by `UserAudioStop` (it does not reach here)."""
         audio = frame.audio
         if frame.sample_rate != self._rate:
             audio = await self._user_resampler.resample(audio, frame.sample_rate, self._rate)

@@ -49,16 +49,14 @@ class Archive:
     plans: PlanSources
 
     @classmethod
-    def open(cls, database: Database, data_dir: Path) -> Archive:
+    def open(cls, database: Database, data_dir: Path, *, spool: str = "journal.spool") -> Archive:
         """The stores of a worker, over its database and its data folder.
 
-        The journal spools to `<data_dir>/journal.spool` while the database is away;
-        recordings go to `<data_dir>/recordings`.
+        The journal spools to `<data_dir>/<spool>` while the database is away (one file per
+        process: a spool is locked by its writer); recordings go to `<data_dir>/recordings`.
         """
         # Batches of 1000 rows keep a backlog drain from holding the event loop (~3 ms p99).
-        journal = JournalWriter(
-            database.pool, spool_path=data_dir / "journal.spool", max_batch=1000
-        )
+        journal = JournalWriter(database.pool, spool_path=data_dir / spool, max_batch=1000)
         journal.start()
         return cls(
             sessions=database.sessions,

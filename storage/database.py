@@ -47,6 +47,7 @@ class Database:
         pool: asyncpg.Pool,
         *,
         description: str,
+        dsn: str = "",
         embedded: EmbeddedPostgres | None = None,
     ) -> None:
         """Wraps an open pool; use ``Database.open`` rather than calling this.
@@ -54,10 +55,13 @@ class Database:
         Args:
             pool: Open pool on a migrated database.
             description: What ``describe`` returns (must not hold a password).
+            dsn: How another process of this worker connects to the same database (may
+                hold a password: never log it).
             embedded: The embedded server this database started, stopped on ``close``.
         """
         self._pool = pool
         self._description = description
+        self._dsn = dsn
         self._embedded = embedded
         self._sessions = SessionStore(pool)
         self._conversations = ConversationStore(pool)
@@ -130,9 +134,14 @@ class Database:
             description = f"embedded PostgreSQL {major} at {embedded.socket_dir}"
         else:
             description = f"PostgreSQL {major} at {redact_dsn(dsn)}"
-        database = cls(pool, description=description, embedded=embedded)
+        database = cls(pool, description=description, dsn=dsn, embedded=embedded)
         logger.info(f"{database}: open")
         return database
+
+    @property
+    def dsn(self) -> str:
+        """How another process connects to this database (secret: never log it)."""
+        return self._dsn
 
     @property
     def pool(self) -> asyncpg.Pool:

@@ -4,10 +4,12 @@ from urllib.parse import urlparse
 
 import numpy as np
 import soundfile as sf
-from pipecat.frames.frames import InputAudioRawFrame, TTSAudioRawFrame
+from pipecat.frames.frames import InputAudioRawFrame, TextFrame, TTSAudioRawFrame
+from pipecat.pipeline.pipeline import Pipeline
 from pipecat.tests.utils import SleepFrame, run_test
 
 from processors.recorder import AudioRecorder
+from processors.user_audio import UserAudioStop
 from speech.espeak import synthesize_at
 from storage.audio_store import LocalAudioStore, RecordingWriter
 
@@ -82,3 +84,32 @@ async def test_both_voices_are_kept_whole_aligned_and_written_in_batches(tmp_pat
     # Frames come every 10 ms; writes come in batches, two tracks every 0.2 s at most.
     frames = len(person_pcm) // FRAME
     assert store.writes <= 2 * (elapsed / 0.2 + 2) < frames / 2
+
+
+async def test_the_persons_audio_stops_below_the_aggregator_and_is_still_recorded(tmp_path):
+    person_pcm = bytes(range(256)) * (FRAME * 10 // 256)  # 10 frames, not silence
+    bot = bytes([7]) * FRAME
+    recorder = AudioRecorder(session_id="s2", store=LocalAudioStore(tmp_path), write_every_s=0.1)
+    down, _ = await run_test(
+        Pipeline([UserAudioStop(recorder=recorder), recorder]),
+        frames_to_send=[
+            *frames_of(person_pcm),
+            TextFrame("Got it."),
+            TTSAudioRawFrame(audio=bot, sample_rate=RATE, num_channels=1),
+        ],
+    )
+    recordings = await recorder.close()
+    # Nothing below the stop sees the microphone; everything else goes on, in order.
+    assert [type(f) for f in down] == [TextFrame, TTSAudioRawFrame]
+    assert track(recordings.user_url).tobytes() == person_pcm
+    kane = track(recordings.bot_url)
+    assert len(kane) * 2 == len(person_pcm)
+    assert kane[-FRAME // 2 :].tobytes() == bytes(FRAME)  # the bot spoke after the person
+
+
+async def test_without_a_recorder_the_persons_audio_just_stops():
+    down, _ = await run_test(
+        UserAudioStop(recorder=None),
+        frames_to_send=[*frames_of(bytes(FRAME * 3)), TextFrame("still here")],
+    )
+    assert [type(f) for f in down] == [TextFrame]

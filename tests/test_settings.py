@@ -84,3 +84,18 @@ def test_secrets_never_show_in_repr():
         livekit_api_key="devkey",
     )
     assert "sk-very-secret" not in repr(s) and "lk-secret" not in repr(s)
+
+
+def test_session_processes_are_one_per_core_unless_set(monkeypatch):
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: {0, 1, 2, 3})
+    assert make().session_processes == 4
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: {0})
+    assert make().session_processes == 0  # one core: the API's process runs them
+    assert make(kane_session_processes="3").session_processes == 3
+    assert make(kane_session_processes=0).session_processes == 0
+
+
+@pytest.mark.parametrize("value", ["-1", "65", "many", ""])
+def test_bad_session_process_counts_are_refused(value):
+    with pytest.raises(ValidationError):
+        make(kane_session_processes=value)
