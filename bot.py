@@ -9,10 +9,10 @@ from __future__ import annotations
 import datetime
 import uuid
 from dataclasses import dataclass
+from typing import Any
 
 import aiohttp
 from loguru import logger
-from pipecat.audio.vad.silero import SileroVADAnalyzer
 from pipecat.frames.frames import TTSSpeakFrame
 from pipecat.pipeline.worker import PipelineParams, PipelineWorker, ProcessorUnusablePolicy
 from pipecat.processors.aggregators.llm_context import LLMContext
@@ -27,12 +27,15 @@ from processors.coach_turn import CoachTurnNote
 from processors.quest_board import QuestBoardTracker
 from processors.screen_context import ScreenContextInjector
 from processors.stages import PipelineSpec, StageNeeds, build_stages, load_pipeline
+from processors.user_audio import UserAudioStop
 from quests.board import QuestBoard
 from quests.tools import QuestTools, quest_tools_schema
 from quests.trigger import last_user_words
 from services.factory import build_emotion_analyzers, build_llm, build_stt, build_tts
+from services.shared_models import build_vad_analyzer
 from services.turns import user_turn_params
 from session.archive import Archive, SessionArchive
+from session.idle import IdleWatch
 from session.lifecycle import JoinDeadlines, SessionLifecycle
 from settings import Settings
 from storage.database import Database
@@ -70,6 +73,22 @@ class SessionPlace:
     session_id: str
     user_id: str
     room: str
+
+
+def worker_options() -> dict[str, Any]:
+    """The options of every session's `PipelineWorker` but its pipeline and conversation id.
+
+    Pipecat's default observers (turn tracking, idle timeout) each cost every push of every
+    processor a queue put and a task wake. Nothing of KANE's uses turn tracking, and the
+    session's `IdleWatch` sees activity inline instead (see `create_session`).
+    """
+    return {
+        "params": PipelineParams(enable_metrics=True, enable_usage_metrics=True),
+        "enable_rtvi": False,
+        "processor_unusable_policy": ProcessorUnusablePolicy.END,
+        "enable_turn_tracking": False,
+        "idle_timeout_secs": None,
+    }
 
 
 def create_session(
@@ -146,13 +165,16 @@ def create_session(
 
     # Pipeline
     coach = CoachTurnNote(context=context, board=board)
+    idle = IdleWatch()  # Pipecat's idle timeout, watched inline instead of by an observer
     processors = TappedPipeline(
         [
             transport.input(),
-            VADProcessor(vad_analyzer=SileroVADAnalyzer()),
+            VADProcessor(vad_analyzer=build_vad_analyzer()),
             stt,
             *kane_stages,
             user_aggregator,
+            # Below the aggregator nothing listens to the microphone but the recorder.
+            UserAudioStop(recorder=kept.recorder if kept else None),
             ScreenContextInjector(context=context, quest_title=_quest_title(quests, user_id)),
             coach,
             llm,
@@ -163,15 +185,9 @@ def create_session(
             assistant_aggregator,
         ],
         tap=kept.tap if kept else None,  # sees every push inline, off Pipecat's observer queues
+        idle=idle,
     )
-    worker = PipelineWorker(
-        processors,
-        params=PipelineParams(enable_metrics=True, enable_usage_metrics=True),
-        conversation_id=session_id,
-        enable_rtvi=False,
-        processor_unusable_policy=ProcessorUnusablePolicy.END,
-        cancel_on_idle_timeout=False,  # the lifecycle ends an idle session, with a goodbye
-    )
+    worker = PipelineWorker(processors, conversation_id=session_id, **worker_options())
     if kept:
         kept.attach(worker)
 
@@ -184,6 +200,7 @@ def create_session(
             bot_s=settings.kane_bot_join_timeout_s, user_s=settings.kane_user_join_timeout_s
         ),
         on_ending=kept.announce_end if kept else None,
+        idle=idle,  # the lifecycle ends an idle session, with a goodbye
     )
 
     @transport.event_handler("on_first_participant_joined")

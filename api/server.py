@@ -1,6 +1,5 @@
 """The worker's HTTP API: GET /health and POST /connect."""
 
-import asyncio
 import dataclasses
 import datetime
 import os
@@ -26,8 +25,8 @@ from api.sessions import RETRY_AFTER_S, AtCapacityError, SessionManager
 from checkins import CheckinScheduler, WebhookNotifier, default_worker_id
 from processors.stages import PipelineSpec, load_pipeline
 from quests.plan import draft_plan
-from services.whisper_stt import preload_whisper_model
 from session.archive import Archive
+from session.shared import load_shared, release_shared
 from settings import Settings
 from storage.database import Database
 from transport.loopback_ice import gather_on_loopback_only
@@ -87,8 +86,7 @@ def create_app(settings: Settings, pipeline: PipelineSpec | None = None) -> Fast
         restore_ice = None
         if settings.playground_enabled and settings.kane_playground_ice == "loopback":
             restore_ice = gather_on_loopback_only()
-        if settings.stt_engine == "whisper":
-            await _preload_whisper(settings)
+        await load_shared(settings)
         archive = Archive.open(database, settings.kane_data_dir)
         async with aiohttp.ClientSession() as http:
             rooms = None
@@ -146,6 +144,7 @@ def create_app(settings: Settings, pipeline: PipelineSpec | None = None) -> Fast
                     rooms.close() if rooms else None,
                     archive.close(),
                     database.close(),
+                    release_shared(),
                 ]
                 for step in steps:
                     if step is None:
@@ -248,19 +247,6 @@ def create_app(settings: Settings, pipeline: PipelineSpec | None = None) -> Fast
         )
 
     return app
-
-
-async def _preload_whisper(settings: Settings) -> None:
-    """Load the offline STT's model once, before the first session needs it.
-
-    Raises:
-        RuntimeError: The model cannot be loaded (every session would end at once).
-    """
-    try:
-        await asyncio.to_thread(preload_whisper_model, settings.kane_whisper_model or None)
-    except Exception as e:
-        model = settings.kane_whisper_model or "tiny.en"
-        raise RuntimeError(f"KANE_WHISPER_MODEL {model!r} cannot be loaded: {e}") from e
 
 
 def _checkin_scheduler(

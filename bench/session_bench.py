@@ -83,7 +83,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         bench = ShardedRounds(args, turns, unfinished, shared, args.processes)
     levels: list[dict[str, Any]] = []
     preemptive: list[dict[str, Any]] = []
-    observers: list[dict[str, Any]] = []
+    stock: list[dict[str, Any]] = []
     profile: dict[str, Any] | None = None
     try:
         await shared.open()
@@ -118,23 +118,23 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             }
             preemptive.append(study)
             _print_preemptive(study)
-        for n in args.lean_levels:
-            by_kind = await _alternate(bench, ("bare", "bare_lean"), n, args.rounds, args.turns)
-            lean = {"sessions": n, **{k: summarize_kind(v) for k, v in by_kind.items()}}
-            lean["cpu_pct_per_session_saved"] = round(
-                lean["bare"]["cpu_pct_per_session"] - lean["bare_lean"]["cpu_pct_per_session"], 2
+        for n in args.stock_levels:
+            by_kind = await _alternate(bench, ("stock", "bare"), n, args.rounds, args.turns)
+            study = {"sessions": n, **{k: summarize_kind(v) for k, v in by_kind.items()}}
+            study["cpu_pct_per_session_saved"] = round(
+                study["stock"]["cpu_pct_per_session"] - study["bare"]["cpu_pct_per_session"], 2
             )
-            lean["voice_to_voice_p50_saved_ms"] = round(
-                lean["bare"]["voice_to_voice"]["p50_ms"]
-                - lean["bare_lean"]["voice_to_voice"]["p50_ms"],
+            study["voice_to_voice_p50_saved_ms"] = round(
+                study["stock"]["voice_to_voice"]["p50_ms"]
+                - study["bare"]["voice_to_voice"]["p50_ms"],
                 1,
             )
-            observers.append(lean)
+            stock.append(study)
             print(
-                f"  {n:>2} without the worker's default observers: cpu/session"
-                f" {lean['bare']['cpu_pct_per_session']}% -> "
-                f"{lean['bare_lean']['cpu_pct_per_session']}%, v2v p50 saved"
-                f" {lean['voice_to_voice_p50_saved_ms']} ms",
+                f"  {n:>2} stock Pipecat -> bare on KANE's services and worker options:"
+                f" cpu/session {study['stock']['cpu_pct_per_session']}% -> "
+                f"{study['bare']['cpu_pct_per_session']}%, v2v p50 saved"
+                f" {study['voice_to_voice_p50_saved_ms']} ms",
                 flush=True,
             )
         if args.profile:
@@ -176,7 +176,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "levels": levels,
         "p99_added_over_50ms_from_sessions": crossing,
         "preemptive": preemptive,
-        "default_observers": observers,
+        "stock_pipecat": stock,
         "profile": profile,
     }
 
@@ -205,7 +205,7 @@ def _slots(args: argparse.Namespace) -> int:
         [
             *args.levels,
             *args.preemptive_levels,
-            *args.lean_levels,
+            *args.stock_levels,
             args.profile_sessions,
             args.processes,
             1,
@@ -340,7 +340,11 @@ def main() -> int:
     parser.add_argument("--stagger-s", type=float, default=4.0, help="spread of first turns")
     parser.add_argument("--preemptive-levels", type=_levels, default=[1, 8])
     parser.add_argument(
-        "--lean-levels", type=_levels, default=[8], help="bare without default observers"
+        "--stock-levels",
+        dest="stock_levels",
+        type=_levels,
+        default=[8],
+        help="bare against stock Pipecat (its own services, default worker observers)",
     )
     parser.add_argument("--quick", action="store_true", help="1, 8, 24 sessions; 1 round")
     parser.add_argument(
@@ -369,7 +373,7 @@ def main() -> int:
         return 0
     if args.quick:
         args.levels, args.rounds, args.turns = [1, 8, 24], 1, 3
-        args.preemptive_levels, args.lean_levels = [1], []
+        args.preemptive_levels, args.stock_levels = [1], []
     logger.remove()
     logger.add(sys.stderr, level=args.log_level)
     shape = "in this process" if args.processes == 1 else f"over {args.processes} processes"

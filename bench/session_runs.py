@@ -5,7 +5,11 @@ services with the same VAD and turn settings. KANE's session is `bot.create_sess
 by `bot.run_session`, with its stages, tap, phone link, recorder and stores. The bare one
 is what `bot.create_session` builds with KANE taken out: transport in, Silero VAD, STT,
 user aggregator, LLM, the one TTS service itself (not KANE's failover wrapper), transport
-out, assistant aggregator, on a worker with the same params.
+out, assistant aggregator, on a worker with the same options (`bot.worker_options()`), the
+same services (KANE's factory: its Deepgram STT, its shared HTTP client and models). *Stock*
+is bare built from Pipecat's own services and defaults: `DeepgramSTTService`,
+`OpenAILLMService`, `SileroVADAnalyzer()`, Smart Turn v3 loaded per session, a worker with
+its default observers; what KANE's choices of services and worker options save shows there.
 
 A `Stopwatch` hooks the STT, the partial-quest detector and the TTS of either kind (a
 plain call in their `push_frame`, nothing queued) to note when transcripts leave the STT,
@@ -37,7 +41,6 @@ from pipecat.frames.frames import (
 )
 from pipecat.pipeline.pipeline import Pipeline
 from pipecat.pipeline.worker import (
-    IDLE_TIMEOUT_SECS,
     PipelineParams,
     PipelineWorker,
     ProcessorUnusablePolicy,
@@ -46,10 +49,13 @@ from pipecat.processors.aggregators.llm_context import LLMContext
 from pipecat.processors.aggregators.llm_response_universal import (
     LLMContextAggregatorPair,
     LLMUserAggregator,
+    LLMUserAggregatorParams,
 )
 from pipecat.processors.audio.vad_processor import VADProcessor
 from pipecat.processors.frame_processor import FrameProcessor
+from pipecat.services.deepgram.stt import DeepgramSTTService
 from pipecat.services.llm_service import LLMService
+from pipecat.services.openai.llm import OpenAILLMService
 from pipecat.services.openai.tts import OpenAITTSService
 from pipecat.services.stt_service import STTService
 from pipecat.services.tts_service import TTSService
@@ -61,12 +67,14 @@ from bench.loopback_transport import PHASES, LoopbackTransport, SpokenTurn, Turn
 from frames.quests import QuestDraftFrame
 from processors.partial_quests import PartialQuestDetector
 from services.factory import build_llm, build_stt
+from services.shared_clients import openai_http_client
+from services.shared_models import build_vad_analyzer
 from services.turns import user_turn_params
 from session.archive import Archive
 from settings import Settings
 
-KINDS = ("bare", "kane", "kane_preemptive", "bare_preemptive", "bare_lean")
-"""bare_lean: bare without the worker's default observers (turn tracking, idle timeout)."""
+KINDS = ("bare", "kane", "kane_preemptive", "bare_preemptive", "stock")
+"""stock: bare from Pipecat's own services and worker defaults (see the module's docstring)."""
 STAGES = (
     "vad_stop",
     "stt_final",
@@ -272,26 +280,51 @@ class BenchSession:
 
     def _bare_worker(self, http: aiohttp.ClientSession) -> PipelineWorker:
         settings = self._settings
-        stt = build_stt(settings)
-        llm = build_llm(
-            settings,
-            system_instruction=prompts.render("system", today=datetime.date.today().isoformat()),
-        )
+        system = prompts.render("system", today=datetime.date.today().isoformat())
         assert settings.openai_api_key is not None
-        tts = OpenAITTSService(
-            api_key=settings.openai_api_key.get_secret_value(),
-            base_url=settings.openai_base_url,
-            settings=OpenAITTSService.Settings(
-                model=settings.openai_tts_model, voice=settings.openai_tts_voice
-            ),
+        key = settings.openai_api_key.get_secret_value()
+        tts_settings = OpenAITTSService.Settings(
+            model=settings.openai_tts_model, voice=settings.openai_tts_voice
         )
+        if self.kind == "stock":
+            assert settings.deepgram_api_key is not None
+            stt: STTService = DeepgramSTTService(
+                api_key=settings.deepgram_api_key.get_secret_value(),
+                base_url=settings.deepgram_base_url,
+                settings=DeepgramSTTService.Settings(
+                    model=settings.deepgram_model, interim_results=True, punctuate=True
+                ),
+            )
+            llm: LLMService[Any] = OpenAILLMService(
+                api_key=key,
+                base_url=settings.openai_base_url,
+                settings=OpenAILLMService.Settings(
+                    model=settings.openai_model, system_instruction=system
+                ),
+            )
+            tts = OpenAITTSService(
+                api_key=key, base_url=settings.openai_base_url, settings=tts_settings
+            )
+            vad: SileroVADAnalyzer = SileroVADAnalyzer()
+            user_params = LLMUserAggregatorParams()  # Pipecat's default turn strategies
+        else:
+            stt = build_stt(settings)
+            llm = build_llm(settings, system_instruction=system)
+            tts = OpenAITTSService(
+                api_key=key,
+                base_url=settings.openai_base_url,
+                settings=tts_settings,
+                http_client=openai_http_client(),
+            )
+            vad = build_vad_analyzer()
+            user_params = user_turn_params(is_preemptive(self.kind))
         user_aggregator, assistant_aggregator = LLMContextAggregatorPair(
-            LLMContext(), user_params=user_turn_params(is_preemptive(self.kind))
+            LLMContext(), user_params=user_params
         )
         pipeline = Pipeline(
             [
                 self.transport.input(),
-                VADProcessor(vad_analyzer=SileroVADAnalyzer()),
+                VADProcessor(vad_analyzer=vad),
                 stt,
                 user_aggregator,
                 llm,
@@ -300,7 +333,8 @@ class BenchSession:
                 assistant_aggregator,
             ]
         )
-        lean = self.kind == "bare_lean"
+        if self.kind != "stock":
+            return PipelineWorker(pipeline, conversation_id=self.session_id, **bot.worker_options())
         return PipelineWorker(
             pipeline,
             params=PipelineParams(enable_metrics=True, enable_usage_metrics=True),
@@ -308,9 +342,6 @@ class BenchSession:
             enable_rtvi=False,
             processor_unusable_policy=ProcessorUnusablePolicy.END,
             cancel_on_idle_timeout=False,
-            # Each of the worker's observers costs every push a queue put and a task wake.
-            enable_turn_tracking=not lean,
-            idle_timeout_secs=None if lean else IDLE_TIMEOUT_SECS,
         )
 
     def start(self) -> None:

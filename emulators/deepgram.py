@@ -33,7 +33,8 @@ class DeepgramEmulator(EmulatorServer):
     clients take ``base_url`` (``ws://``), REST clients ``url`` (``http://``).
 
     Endpoint names for ``set_behavior``/``recorded``: ``"listen"``, ``"speak"``. The
-    shared behavior governs both unless one is given its own.
+    shared behavior governs both unless one is given its own. ``listen_sessions``
+    holds every ``ListenSession``, for what arrived on each socket and how.
 
     Example:
         async with DeepgramEmulator() as emu:
@@ -77,6 +78,7 @@ class DeepgramEmulator(EmulatorServer):
         super().__init__(**kwargs)
         self.default_text = default_text
         self.utterances: deque[str] = deque()
+        self.listen_sessions: list[ListenSession] = []
         self._default_endpointing_ms = default_endpointing_ms
         self._vad_threshold = vad_threshold
         self._interim_every_s = interim_every_s
@@ -104,6 +106,7 @@ class DeepgramEmulator(EmulatorServer):
         """Restore defaults, drop scripted utterances and recordings."""
         super().reset()
         self.utterances.clear()
+        self.listen_sessions.clear()
         self.default_text = DEFAULT_TEXT
 
     def _next_text(self) -> str:
@@ -158,6 +161,7 @@ class DeepgramEmulator(EmulatorServer):
             seconds_per_word=self._seconds_per_word,
             idle_timeout_s=self._idle_timeout_s,
         )
+        self.listen_sessions.append(session)
         try:
             await session.run()
         finally:

@@ -79,6 +79,9 @@ class ListenSession:
     results reveal its words as speech audio accumulates; ``endpointing_ms`` of
     silence makes it final with ``speech_final``. Answers leave through an outbox
     that holds each one ``behavior.first_latency_s`` and applies the fault.
+
+    ``received`` lists what arrived, in order: the size of each binary (audio)
+    message, and the ``type`` of each JSON message.
     """
 
     def __init__(
@@ -120,6 +123,12 @@ class ListenSession:
         self._words_since_utterance_end = False
         self._outbox: asyncio.Queue[tuple[float, Any]] = asyncio.Queue()
         self._sent = 0
+        self.received: list[int | str] = []
+
+    @property
+    def deflate(self) -> bool:
+        """Whether the handshake negotiated permessage-deflate."""
+        return bool(self._ws.compress)
 
     async def run(self) -> None:
         """Read audio and control messages, answer through the outbox, until closed."""
@@ -149,6 +158,7 @@ class ListenSession:
             data = {"type": "<invalid json>"}
         self._record.messages.append(data)
         kind = data.get("type") if isinstance(data, dict) else None
+        self.received.append(str(kind))
         if kind == "Finalize":
             self._finish_segment(speech_final=False, from_finalize=True, always=True)
         elif kind == "CloseStream":
@@ -158,6 +168,7 @@ class ListenSession:
             self._outbox.put_nowait((time.monotonic() + self._behavior.first_latency_s, _CLOSE))
 
     def _on_audio(self, data: bytes) -> None:
+        self.received.append(len(data))
         self._record.audio_bytes += len(data)
         self._record.audio.extend(data)
         self._pending += data

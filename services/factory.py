@@ -8,7 +8,6 @@ import aiohttp
 from pipecat.services.deepgram.stt import DeepgramSTTService
 from pipecat.services.deepgram.tts import DeepgramHttpTTSService
 from pipecat.services.llm_service import LLMService
-from pipecat.services.openai.llm import OpenAILLMService
 from pipecat.services.openai.tts import OpenAITTSService
 from pipecat.services.stt_service import STTService
 from pipecat.services.tts_service import TTSService
@@ -17,10 +16,13 @@ from pipecat.utils.text.transforms import strip_markdown
 from emotion.analyzer import EmotionAnalyzer
 from emotion.hume import HumeEmotionAnalyzer
 from emotion.local import LocalEmotionAnalyzer
+from services.deepgram_stt import KaneDeepgramSTTService
 from services.espeak_tts import ESpeakTTSService, drop_unspeakable
 from services.failover_tts import FailoverTTSParams, FailoverTTSService
 from services.hume_tts import HumeOctaveTTSService
+from services.openai_llm import SharedClientOpenAILLMService
 from services.rules_coach import RulesCoachLLMService
+from services.shared_clients import openai_http_client
 from services.whisper_stt import WhisperStreamingSTTService
 from settings import Settings
 
@@ -44,7 +46,8 @@ def build_stt(settings: Settings) -> STTService:
     """Deepgram streaming speech to text with interim results; offline, faster-whisper."""
     if settings.stt_engine == "whisper":
         return WhisperStreamingSTTService(model=settings.kane_whisper_model or None)
-    return DeepgramSTTService(
+    # Pipecat's Deepgram STT, sending the audio in 40 ms chunks on a socket without deflate.
+    return KaneDeepgramSTTService(
         api_key=_secret(settings, "deepgram"),
         base_url=settings.deepgram_base_url,
         settings=DeepgramSTTService.Settings(
@@ -56,7 +59,8 @@ def build_stt(settings: Settings) -> STTService:
 def build_llm(settings: Settings, *, system_instruction: str) -> LLMService[Any]:
     """OpenAI chat completions (or any server speaking their API at OPENAI_BASE_URL).
 
-    Without an OpenAI key, KANE's offline rules coach, which calls the same quest tools.
+    Without an OpenAI key, KANE's offline rules coach, which calls the same quest tools. The
+    OpenAI service sends through the worker's shared HTTP client (`services.shared_clients`).
 
     Args:
         settings: The worker's settings.
@@ -66,10 +70,11 @@ def build_llm(settings: Settings, *, system_instruction: str) -> LLMService[Any]
         return RulesCoachLLMService(
             settings=RulesCoachLLMService.Settings(system_instruction=system_instruction)
         )
-    return OpenAILLMService(
+    return SharedClientOpenAILLMService(
         api_key=_secret(settings, "openai"),
         base_url=settings.openai_base_url,
-        settings=OpenAILLMService.Settings(
+        http_client=openai_http_client(),
+        settings=SharedClientOpenAILLMService.Settings(
             model=settings.openai_model, system_instruction=system_instruction
         ),
     )
@@ -80,6 +85,7 @@ def _build_one_tts(engine: str, settings: Settings, session: aiohttp.ClientSessi
         return OpenAITTSService(
             api_key=_secret(settings, "openai"),
             base_url=settings.openai_base_url,
+            http_client=openai_http_client(),
             settings=OpenAITTSService.Settings(
                 model=settings.openai_tts_model, voice=settings.openai_tts_voice
             ),

@@ -1,15 +1,16 @@
 """When the person's turn ends, and whether KANE starts answering before it is sure.
 
 Pipecat ends a turn when its stop strategy says so: by default the Smart Turn v3 model
-once VAD hears silence, and the STT's final transcript is in. When the model judges the
-words unfinished, the turn stays open until the silence outlasts Smart Turn's `stop_secs`
-(3 s), and only then does the LLM start. Preemptive generation starts the LLM as soon as a
-final transcript arrives while the person is silent, on a provisional copy of the context,
-and Pipecat's `SpeculationGate` in the LLM service holds the answer back until the turn is
-confirmed. If the person goes on speaking, or the turn ends with other words, the answer
-is discarded and the LLM runs again on the real turn; a speculative answer that wants a
-tool call is withdrawn by Pipecat before the tool runs. Nothing the person does not say
-reaches the context.
+once VAD hears silence, and the STT's final transcript is in. (KANE's Smart Turn runs on
+the process's one loaded model, `services.shared_models`, not a copy per session.) When
+the model judges the words unfinished, the turn stays open until the silence outlasts
+Smart Turn's `stop_secs` (3 s), and only then does the LLM start. Preemptive generation
+starts the LLM as soon as a final transcript arrives while the person is silent, on a
+provisional copy of the context, and Pipecat's `SpeculationGate` in the LLM service holds
+the answer back until the turn is confirmed. If the person goes on speaking, or the turn
+ends with other words, the answer is discarded and the LLM runs again on the real turn; a
+speculative answer that wants a tool call is withdrawn by Pipecat before the tool runs.
+Nothing the person does not say reaches the context.
 
 Wire it with `user_turn_params`::
 
@@ -36,13 +37,13 @@ from pipecat.turns.user_stop import (
     BaseUserTurnStopStrategy,
     EagerMatchPolicy,
     NormalizedMatch,
+    TurnAnalyzerUserTurnStopStrategy,
     UserTurnStoppedParams,
 )
-from pipecat.turns.user_turn_strategies import (
-    UserTurnStrategies,
-    default_user_turn_stop_strategies,
-)
+from pipecat.turns.user_turn_strategies import UserTurnStrategies
 from pipecat.utils.string import TextPartForConcatenation, concatenate_aggregated_text
+
+from services.shared_models import build_turn_analyzer
 
 
 class PreemptiveUserTurnStopStrategy(BaseUserTurnStopStrategy):
@@ -69,8 +70,8 @@ class PreemptiveUserTurnStopStrategy(BaseUserTurnStopStrategy):
         """Wrap a stop strategy.
 
         Args:
-            inner: The strategy that decides when the turn ends; Pipecat's default (Smart
-                Turn v3) when None.
+            inner: The strategy that decides when the turn ends; `smart_turn_stop_strategy()`
+                when None.
             match_policy: Whether the turn's words at its end still match the speculated
                 ones; case, punctuation and spacing are ignored by default.
             speculation_timeout: Seconds a speculation may stay unconfirmed before it is
@@ -78,7 +79,7 @@ class PreemptiveUserTurnStopStrategy(BaseUserTurnStopStrategy):
             **kwargs: Passed on to `BaseUserTurnStopStrategy`.
         """
         super().__init__(**kwargs)
-        self._inner = inner or default_user_turn_stop_strategies()[0]
+        self._inner = inner or smart_turn_stop_strategy()
         self._match_policy = match_policy or NormalizedMatch()
         self._speculation_timeout = speculation_timeout
         self._parts: list[TextPartForConcatenation] = []
@@ -257,6 +258,11 @@ class PreemptiveUserTurnStopStrategy(BaseUserTurnStopStrategy):
         return self._match_policy.matches(speculation.text, self._text)
 
 
+def smart_turn_stop_strategy() -> TurnAnalyzerUserTurnStopStrategy:
+    """Pipecat's default stop strategy, Smart Turn v3 after VAD silence, on the shared model."""
+    return TurnAnalyzerUserTurnStopStrategy(turn_analyzer=build_turn_analyzer())
+
+
 def user_turn_params(preemptive: bool) -> LLMUserAggregatorParams:
     """The user aggregator's params: Pipecat's turn detection, answering early or not.
 
@@ -264,11 +270,14 @@ def user_turn_params(preemptive: bool) -> LLMUserAggregatorParams:
         preemptive: Start the LLM on a final transcript before the turn is confirmed.
 
     Returns:
-        What `LLMContextAggregatorPair(context, user_params=...)` takes. Without preemption,
-        Pipecat's defaults (Smart Turn v3 after VAD silence).
+        What `LLMContextAggregatorPair(context, user_params=...)` takes: Pipecat's default
+        strategies (Smart Turn v3 after VAD silence) with Smart Turn on the process's shared
+        model, wrapped to answer early with preemption. Being explicit, they also take the
+        place of any strategies a service recommends (KANE's STTs recommend none).
     """
-    if not preemptive:
-        return LLMUserAggregatorParams()
+    stop = smart_turn_stop_strategy()
     return LLMUserAggregatorParams(
-        user_turn_strategies=UserTurnStrategies(stop=[PreemptiveUserTurnStopStrategy()])
+        user_turn_strategies=UserTurnStrategies(
+            stop=[PreemptiveUserTurnStopStrategy(inner=stop) if preemptive else stop]
+        )
     )

@@ -27,7 +27,6 @@ from pydantic import ValidationError
 
 from bot import BotSession, SessionPlace
 from processors.stages import PipelineError, PipelineSpec, load_pipeline
-from services.whisper_stt import preload_whisper_model
 from session.archive import Archive
 from session.host_messages import (
     MAX_LINE_BYTES,
@@ -41,6 +40,7 @@ from session.host_messages import (
     encode,
 )
 from session.runner import run_to_end
+from session.shared import load_shared, release_shared
 from settings import Settings
 from storage.database import Database
 from storage.migrations import MigrationError
@@ -185,8 +185,11 @@ async def _main(index: int, events: BinaryIO) -> int:
     except (ValidationError, PipelineError) as e:
         logger.error(f"Session process {index}: configuration refused: {e}")
         return 2
-    if settings.stt_engine == "whisper":
-        await asyncio.to_thread(preload_whisper_model, settings.kane_whisper_model or None)
+    try:
+        await load_shared(settings)
+    except RuntimeError as e:
+        logger.error(f"Session process {index}: {e}")
+        return 2
     database_url = settings.database_url.get_secret_value() if settings.database_url else None
     if not database_url:
         logger.error(f"Session process {index}: no DATABASE_URL from the worker")
@@ -217,6 +220,7 @@ async def _main(index: int, events: BinaryIO) -> int:
     finally:
         await archive.close()
         await database.close()
+        await release_shared()
     return 0
 
 

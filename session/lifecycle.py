@@ -1,4 +1,4 @@
-"""How one bot session begins and ends: join deadlines, the user leaving, fatal errors."""
+"""How one bot session begins and ends: join deadlines, the user leaving, idling, fatal errors."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from loguru import logger
 from pipecat.frames.frames import ErrorFrame
 from pipecat.pipeline.worker import PipelineWorker
 
+from session.idle import IdleWatch
 from transport.base import KaneTransport
 
 
@@ -30,8 +31,9 @@ class SessionLifecycle:
     """Watches one session and ends it, once, with the reason why.
 
     A session ends when the person leaves, when the bot cannot join its room or the person
-    never joins within the deadlines, when a stage fails for good, or when the worker asks
-    (shutdown). The first reason wins and is kept in `end_reason`.
+    never joins within the deadlines, when nothing happens in it for too long (its
+    `IdleWatch`), when a stage fails for good, or when the worker asks (shutdown). The first
+    reason wins and is kept in `end_reason`.
     """
 
     def __init__(
@@ -42,6 +44,7 @@ class SessionLifecycle:
         user_identity: str,
         deadlines: JoinDeadlines | None = None,
         on_ending: Callable[[str], Awaitable[None]] | None = None,
+        idle: IdleWatch | None = None,
     ):
         """Register the handlers that watch the session.
 
@@ -52,6 +55,9 @@ class SessionLifecycle:
             deadlines: How long to wait for the bot and the person to join.
             on_ending: Awaited with the reason once, before the session's pipeline is ended
                 (while the bot is still in the room).
+            idle: The watch on the session's activity (give it to the `TappedPipeline` too);
+                when it finds the session idle, the session ends, letting the bot's words
+                drain. None for no idle ending.
         """
         self._worker = worker
         self._user_identity = user_identity
@@ -60,15 +66,13 @@ class SessionLifecycle:
         self._user_joined = asyncio.Event()
         self._watchdog: asyncio.Task | None = None
         self._on_ending = on_ending
+        self._idle = idle
         self.end_reason: str | None = None
 
         transport.add_event_handler("on_connected", self._on_bot_joined)
         transport.add_event_handler("on_participant_connected", self._on_participant_joined)
         transport.add_event_handler("on_participant_disconnected", self._on_participant_left)
         worker.add_event_handler("on_pipeline_error", self._on_pipeline_error)
-        # The worker must be made with cancel_on_idle_timeout=False: the session ends itself,
-        # saying goodbye, instead of being cancelled without a word.
-        worker.add_event_handler("on_idle_timeout", self._on_idle)
 
     @property
     def user_joined(self) -> bool:
@@ -76,8 +80,10 @@ class SessionLifecycle:
         return self._user_joined.is_set()
 
     def start(self) -> None:
-        """Start enforcing the join deadlines."""
+        """Start enforcing the join deadlines, and watching for an idle session."""
         self._watchdog = asyncio.create_task(self._watch_joins(), name="kane-join-watchdog")
+        if self._idle is not None:
+            self._idle.start(self._on_idle)
 
     async def close(self) -> None:
         """Stop watching; call when the session's worker has finished."""
@@ -85,6 +91,8 @@ class SessionLifecycle:
             self._watchdog.cancel()
             await asyncio.gather(self._watchdog, return_exceptions=True)
             self._watchdog = None
+        if self._idle is not None:
+            await self._idle.stop()
 
     async def end(self, reason: str, *, cancel: bool = False) -> None:
         """End the session (the first reason given is the one kept).
@@ -105,13 +113,16 @@ class SessionLifecycle:
             return
         self.end_reason = reason
         logger.info(f"{self}: ending session: {reason}")
+        if self._idle is not None:
+            # An ending session is not idle, it is leaving.
+            await self._idle.stop()
         if self._on_ending is not None:
             try:
                 await self._on_ending(reason)
             except Exception as e:
                 logger.warning(f"{self}: while ending: {e}")
 
-    async def _on_idle(self, worker: PipelineWorker) -> None:
+    async def _on_idle(self) -> None:
         await self.end("nothing happened in the session for too long")
 
     async def _watch_joins(self) -> None:

@@ -18,7 +18,10 @@ from pipecat.turns.user_stop import (
     SpeechTimeoutUserTurnStopStrategy,
     TurnAnalyzerUserTurnStopStrategy,
 )
-from pipecat.turns.user_turn_strategies import UserTurnStrategies
+from pipecat.turns.user_turn_strategies import (
+    UserTurnStrategies,
+    default_user_turn_start_strategies,
+)
 
 from services.turns import PreemptiveUserTurnStopStrategy, user_turn_params
 
@@ -181,7 +184,13 @@ async def test_words_while_the_person_still_speaks_start_nothing():
 
 
 def test_the_setting_chooses_pipecats_defaults_or_the_early_answer_around_them():
-    assert user_turn_params(False).user_turn_strategies is None
+    plain = user_turn_params(False).user_turn_strategies
+    assert plain is not None and plain.stop is not None
+    [plain_stop] = plain.stop
+    assert isinstance(plain_stop, TurnAnalyzerUserTurnStopStrategy)
+    assert [type(s) for s in plain.start or []] == [
+        type(s) for s in default_user_turn_start_strategies()
+    ]
     strategies = user_turn_params(True).user_turn_strategies
     assert strategies is not None and strategies.stop is not None
     [stop] = strategies.stop

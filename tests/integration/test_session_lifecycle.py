@@ -1,15 +1,17 @@
 import asyncio
 import socket
+from collections.abc import Awaitable, Callable
 
 import aiohttp
-from pipecat.pipeline.pipeline import Pipeline
 from pipecat.pipeline.worker import PipelineWorker
 from pipecat.processors.filters.identity_filter import IdentityFilter
 from pipecat.workers.runner import WorkerRunner
 
-from bot import SessionPlace, create_session, run_session
+from bot import SessionPlace, create_session, run_session, worker_options
+from session.idle import IdleWatch
 from session.lifecycle import SessionLifecycle
 from settings import Settings
+from tap.pipeline import TappedPipeline
 from transport.livekit import KaneLiveKitTransport
 
 
@@ -43,29 +45,37 @@ class EventsOnly:
     """A transport as far as the lifecycle sees one: somewhere to hang event handlers."""
 
     def __init__(self) -> None:
-        self.handlers: dict[str, object] = {}
+        self.handlers: dict[str, Callable[..., Awaitable[None]]] = {}
 
-    def add_event_handler(self, event_name: str, handler: object) -> None:
+    def add_event_handler(self, event_name: str, handler: Callable[..., Awaitable[None]]) -> None:
         self.handlers[event_name] = handler
 
 
 async def test_an_idle_session_ends_itself_and_tells_why():
-    worker = PipelineWorker(
-        Pipeline([IdentityFilter()]),
-        idle_timeout_secs=0.5,
-        cancel_on_idle_timeout=False,
-        enable_rtvi=False,
-    )
+    # As bot.create_session builds it: Pipecat's idle observer off, KANE's watch inline.
+    idle = IdleWatch(timeout_s=0.5)
+    worker = PipelineWorker(TappedPipeline([IdentityFilter()], idle=idle), **worker_options())
     told: list[str] = []
 
     async def on_ending(reason: str) -> None:
         told.append(reason)
 
+    transport = EventsOnly()
     lifecycle = SessionLifecycle(
-        worker=worker, transport=EventsOnly(), user_identity="ada", on_ending=on_ending
+        worker=worker,
+        transport=transport,  # type: ignore[arg-type]
+        user_identity="ada",
+        on_ending=on_ending,
+        idle=idle,
     )
     runner = WorkerRunner(handle_sigint=False)
     await runner.add_workers(worker)
-    await asyncio.wait_for(runner.run(), timeout=30)
+    lifecycle.start()
+    await transport.handlers["on_connected"](transport)
+    await transport.handlers["on_participant_connected"](transport, "ada")
+    try:
+        await asyncio.wait_for(runner.run(), timeout=30)
+    finally:
+        await lifecycle.close()
     assert lifecycle.end_reason == "nothing happened in the session for too long"
     assert told == [lifecycle.end_reason]
