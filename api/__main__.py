@@ -68,6 +68,7 @@ def main(argv: list[str] | None = None) -> int:
         host=settings.kane_host,
         port=settings.port,
         log_level="warning",
+        loop="uvloop",  # the playground's sessions run here; see session/host.py
         timeout_graceful_shutdown=15,
     )
     return 0

@@ -36,15 +36,16 @@ the bot's audio handed to the transport >= what its TTS produced. Writes
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
 import sys
 import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
+from statistics import median
 from typing import Any, Protocol
 
+import uvloop
 from loguru import logger
 
 from bench.emulated_cloud import Latencies
@@ -84,6 +85,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     levels: list[dict[str, Any]] = []
     preemptive: list[dict[str, Any]] = []
     stock: list[dict[str, Any]] = []
+    emotion: list[dict[str, Any]] = []
     profile: dict[str, Any] | None = None
     try:
         await shared.open()
@@ -118,6 +120,26 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             }
             preemptive.append(study)
             _print_preemptive(study)
+        for n in args.emotion_levels:
+            by_kind = await _alternate(
+                bench, ("kane", "kane_no_emotion"), n, args.rounds, args.turns
+            )
+            study = {"sessions": n, **{k: summarize_kind(v) for k, v in by_kind.items()}}
+            with_it, without = study["kane"], study["kane_no_emotion"]
+            study["emotion_cost"] = {
+                "cpu_pct_per_session": round(
+                    with_it["cpu_pct_per_session"] - without["cpu_pct_per_session"], 2
+                ),
+                **{
+                    key: round(with_it["voice_to_voice"][key] - without["voice_to_voice"][key], 1)
+                    for key in ("p50_ms", "p95_ms", "p99_ms")
+                },
+                "paired_median_ms": round(
+                    median(_paired(by_kind["kane"], by_kind["kane_no_emotion"])), 1
+                ),
+            }
+            emotion.append(study)
+            print(f"  {n:>2} what the emotion stage costs: {study['emotion_cost']}", flush=True)
         for n in args.stock_levels:
             by_kind = await _alternate(bench, ("stock", "bare"), n, args.rounds, args.turns)
             study = {"sessions": n, **{k: summarize_kind(v) for k, v in by_kind.items()}}
@@ -177,6 +199,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "p99_added_over_50ms_from_sessions": crossing,
         "preemptive": preemptive,
         "stock_pipecat": stock,
+        "emotion_stage": emotion,
         "profile": profile,
     }
 
@@ -206,6 +229,7 @@ def _slots(args: argparse.Namespace) -> int:
             *args.levels,
             *args.preemptive_levels,
             *args.stock_levels,
+            *args.emotion_levels,
             args.profile_sessions,
             args.processes,
             1,
@@ -346,6 +370,12 @@ def main() -> int:
         default=[8],
         help="bare against stock Pipecat (its own services, default worker observers)",
     )
+    parser.add_argument(
+        "--emotion-levels",
+        type=_levels,
+        default=[24],
+        help="KANE with and without its emotion stage",
+    )
     parser.add_argument("--quick", action="store_true", help="1, 8, 24 sessions; 1 round")
     parser.add_argument(
         "--processes",
@@ -373,13 +403,14 @@ def main() -> int:
         return 0
     if args.quick:
         args.levels, args.rounds, args.turns = [1, 8, 24], 1, 3
-        args.preemptive_levels, args.stock_levels = [1], []
+        args.preemptive_levels, args.stock_levels, args.emotion_levels = [1], [], []
     logger.remove()
     logger.add(sys.stderr, level=args.log_level)
     shape = "in this process" if args.processes == 1 else f"over {args.processes} processes"
     print(f"session benchmark: the sessions of each round run {shape}", flush=True)
 
-    result = asyncio.run(run(args))
+    # The worker runs on uvloop (api/__main__.py, session/host.py); so does the benchmark.
+    result = uvloop.run(run(args))
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(result, indent=2) + "\n")
     _plot(result, args.output)

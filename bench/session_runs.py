@@ -25,6 +25,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -73,8 +74,10 @@ from services.turns import user_turn_params
 from session.archive import Archive
 from settings import Settings
 
-KINDS = ("bare", "kane", "kane_preemptive", "bare_preemptive", "stock")
-"""stock: bare from Pipecat's own services and worker defaults (see the module's docstring)."""
+KINDS = ("bare", "kane", "kane_preemptive", "bare_preemptive", "stock", "kane_no_emotion")
+"""stock: bare from Pipecat's own services and worker defaults (see the module's docstring);
+kane_no_emotion: KANE with the pipeline file `pipelines/no_emotion.toml`."""
+NO_EMOTION = Path(__file__).resolve().parent.parent / "pipelines" / "no_emotion.toml"
 STAGES = (
     "vad_stop",
     "stt_final",
@@ -264,6 +267,8 @@ class BenchSession:
             kane_preemptive=is_preemptive(kind),
             hume_api_key=None,
         )
+        if kind == "kane_no_emotion":
+            self._settings.kane_pipeline = NO_EMOTION
         self._task: asyncio.Task | None = None
         self._kane: bot.BotSession | None = None
         self._turn_strategy: Any = None

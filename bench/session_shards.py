@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import Any
 
+import uvloop
 from loguru import logger
 
 from bench.loopback_transport import SpokenTurn
@@ -220,7 +221,8 @@ def serve(
     """A shard process: run rounds' shares as the parent asks, until it says stop."""
     logger.remove()
     logger.add(sys.stderr, level=args.log_level)
-    asyncio.run(_serve(conn, Bench(args, turns, unfinished, backends)))
+    # The worker's session processes run on uvloop (session/host.py); so do the shards.
+    uvloop.run(_serve(conn, Bench(args, turns, unfinished, backends)))
 
 
 async def _serve(conn: Connection, bench: Bench) -> None:

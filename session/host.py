@@ -22,6 +22,7 @@ from typing import BinaryIO
 
 import aiohttp
 import asyncpg
+import uvloop
 from loguru import logger
 from pydantic import ValidationError
 
@@ -246,7 +247,8 @@ def main(argv: list[str] | None = None) -> int:
         diagnose=False,
         backtrace=False,
     )
-    return asyncio.run(_main(args.index, events))
+    # uvloop: the same asyncio, its loop in C; Pipecat's per-frame hops cost less CPU.
+    return uvloop.run(_main(args.index, events))
 
 
 if __name__ == "__main__":
