@@ -189,6 +189,11 @@ class SessionProcess:
                 await self._on_ended(event.session_id, event.reason, True)
             elif isinstance(event, Refused):
                 logger.warning(f"{self}: refused a command ({event.session_id}): {event.reason}")
+                if event.session_id in self.sessions:
+                    # It does not run a session the worker thinks it runs: end it here.
+                    self.sessions.discard(event.session_id)
+                    reason = f"refused by its session process: {event.reason}"
+                    await self._on_ended(event.session_id, reason, False)
         code = await process.wait()
         self._ready.clear()
         orphans, self.sessions = self.sessions, set()

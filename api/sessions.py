@@ -17,7 +17,7 @@ from bot import BotSession, SessionPlace
 from processors.stages import PipelineSpec
 from session.archive import Archive
 from session.host_messages import StartSession
-from session.runner import run_to_end
+from session.runner import SessionNeeds, run_to_end
 from settings import Settings
 from transport.base import KaneTransport
 from transport.livekit import KaneLiveKitTransport
@@ -97,8 +97,7 @@ class SessionManager:
         self._settings = settings
         self._rooms = rooms
         self._archive = archive
-        self._pipeline = pipeline
-        self._http = http
+        self._needs = SessionNeeds(settings=settings, http=http, archive=archive, pipeline=pipeline)
         self._processes = processes
         self._sessions: dict[str, LiveSession] = {}
         self._draining = False
@@ -218,13 +217,7 @@ class SessionManager:
 
     async def _run(self, live: LiveSession, place: SessionPlace, transport: KaneTransport) -> None:
         reason = await run_to_end(
-            place,
-            transport,
-            settings=self._settings,
-            http=self._http,
-            archive=self._archive,
-            pipeline=self._pipeline,
-            on_bot=lambda bot: setattr(live, "bot", bot),
+            place, transport, self._needs, on_bot=lambda bot: setattr(live, "bot", bot)
         )
         await self._forget(live, reason)
 

@@ -27,7 +27,7 @@ from loguru import logger
 from pydantic import ValidationError
 
 from bot import BotSession, SessionPlace
-from processors.stages import PipelineError, PipelineSpec, load_pipeline
+from processors.stages import PipelineError, load_pipeline
 from session.archive import Archive
 from session.host_messages import (
     MAX_LINE_BYTES,
@@ -40,7 +40,7 @@ from session.host_messages import (
     decode_command,
     encode,
 )
-from session.runner import run_to_end
+from session.runner import SessionNeeds, run_to_end
 from session.shared import load_shared, release_shared
 from settings import Settings
 from storage.database import Database
@@ -59,29 +59,14 @@ class SessionHost:
     Args:
         index: This process's number among the worker's session processes.
         events: Where events go (the pipe the worker reads).
-        settings: The worker's settings.
-        pipeline: KANE's stages for every session.
-        archive: The stores that keep each session.
-        http: A shared HTTP session for the bots' services.
+        needs: What every session runs with.
     """
 
-    def __init__(
-        self,
-        *,
-        index: int,
-        events: BinaryIO,
-        settings: Settings,
-        pipeline: PipelineSpec,
-        archive: Archive,
-        http: aiohttp.ClientSession,
-    ):
+    def __init__(self, *, index: int, events: BinaryIO, needs: SessionNeeds):
         """Create the host; `serve` runs it."""
         self._index = index
         self._events = events
-        self._settings = settings
-        self._pipeline = pipeline
-        self._archive = archive
-        self._http = http
+        self._needs = needs
         self._tasks: dict[str, asyncio.Task[str]] = {}
         self._bots: dict[str, BotSession] = {}
 
@@ -125,7 +110,8 @@ class SessionHost:
         """Start a bot in the command's room."""
         session_id = command.session_id
         if session_id in self._tasks:
-            self.tell(Refused(session_id=session_id, reason="session already running here"))
+            # No session_id: a refusal naming a session says it does not run here.
+            self.tell(Refused(reason=f"session {session_id} already runs here"))
             return
         place = SessionPlace(session_id=session_id, user_id=command.user_id, room=command.room)
         transport = KaneLiveKitTransport.for_room(
@@ -135,10 +121,7 @@ class SessionHost:
             run_to_end(
                 place,
                 transport,
-                settings=self._settings,
-                http=self._http,
-                archive=self._archive,
-                pipeline=self._pipeline,
+                self._needs,
                 on_bot=lambda bot: self._bots.__setitem__(session_id, bot),
             ),
             name=f"kane-{session_id}",
@@ -209,14 +192,8 @@ async def _main(index: int, events: BinaryIO) -> int:
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(commands), sys.stdin)
     try:
         async with aiohttp.ClientSession() as http:
-            host = SessionHost(
-                index=index,
-                events=events,
-                settings=settings,
-                pipeline=pipeline,
-                archive=archive,
-                http=http,
-            )
+            needs = SessionNeeds(settings=settings, http=http, archive=archive, pipeline=pipeline)
+            host = SessionHost(index=index, events=events, needs=needs)
             await host.serve(commands)
     finally:
         await archive.close()

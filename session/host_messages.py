@@ -67,7 +67,11 @@ class Ended(_Message):
 
 
 class Refused(_Message):
-    """A command this process could not take."""
+    """A command this process could not take.
+
+    With a `session_id`, that session does not run here: a start it could not make, or an
+    end of a session it does not have.
+    """
 
     event: Literal["refused"] = "refused"
     session_id: str | None = None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import aiohttp
 from loguru import logger
@@ -15,14 +16,28 @@ from settings import Settings
 from transport.base import KaneTransport
 
 
+@dataclass(frozen=True)
+class SessionNeeds:
+    """What every session of a process runs with.
+
+    Parameters:
+        settings: The worker's settings.
+        http: A shared HTTP session for the bots' services.
+        archive: The stores that keep each session.
+        pipeline: KANE's stages for every session.
+    """
+
+    settings: Settings
+    http: aiohttp.ClientSession
+    archive: Archive
+    pipeline: PipelineSpec
+
+
 async def run_to_end(
     place: SessionPlace,
     transport: KaneTransport,
+    needs: SessionNeeds,
     *,
-    settings: Settings,
-    http: aiohttp.ClientSession,
-    archive: Archive,
-    pipeline: PipelineSpec,
     on_bot: Callable[[BotSession], None] | None = None,
 ) -> str:
     """Run a session until it ends, record its end, close its transport; never raises.
@@ -30,10 +45,7 @@ async def run_to_end(
     Args:
         place: The session's id, person and room.
         transport: Carries the session's audio and data.
-        settings: The worker's settings.
-        http: A shared HTTP session for the bot's services.
-        archive: The stores that keep the session.
-        pipeline: KANE's stages for the session.
+        needs: What the session runs with.
         on_bot: Told the session once it is made (to end it from outside later).
 
     Returns:
@@ -41,7 +53,9 @@ async def run_to_end(
     """
     reason = "the session ended"
     try:
-        bot = create_session(place, transport, settings, http, archive, pipeline)
+        bot = create_session(
+            place, transport, needs.settings, needs.http, needs.archive, needs.pipeline
+        )
         if on_bot is not None:
             on_bot(bot)
         reason = await run_session(bot)
@@ -53,7 +67,7 @@ async def run_to_end(
     try:
         # Normally the session's archive has recorded its end; this covers a bot that never
         # got that far.
-        await archive.sessions.end_session(place.session_id, reason)
+        await needs.archive.sessions.end_session(place.session_id, reason)
     except Exception as e:
         logger.error(f"Session {place.session_id}: its end not recorded: {e}")
     try:

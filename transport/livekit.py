@@ -6,9 +6,55 @@ import asyncio
 
 from livekit import rtc
 from loguru import logger
-from pipecat.transports.livekit.transport import LiveKitParams, LiveKitTransport
+from pipecat.transports.livekit.transport import (
+    LiveKitParams,
+    LiveKitTransport,
+    LiveKitTransportClient,
+)
 
 from transport.base import DataHandler
+
+MIC_SAMPLE_RATE = 16000
+"""The rate KANE's pipeline hears the person at (Pipecat's default input rate; VAD's and STT's)."""
+MIC_FRAME_MS = 20
+"""The person's audio in frames this long: WebRTC's own are 10 ms, twice the frames."""
+
+
+class _KaneLiveKitClient(LiveKitTransportClient):
+    """Pipecat's LiveKit client, asking LiveKit for the microphone as KANE's pipeline wants it.
+
+    Pipecat opens `rtc.AudioStream(track)`: 48 kHz audio in WebRTC's 10 ms frames, which its
+    input transport then resamples on the event loop, frame by frame, and each of those 100
+    frames a second travels the whole pipeline. LiveKit's native side resamples and frames
+    for us: 16 kHz in 20 ms frames is half the frames and no resampling in Python.
+    """
+
+    async def _async_on_track_subscribed(
+        self,
+        track: rtc.Track,
+        publication: rtc.RemoteTrackPublication,
+        participant: rtc.RemoteParticipant,
+    ) -> None:
+        if track.kind != rtc.TrackKind.KIND_AUDIO:
+            await super()._async_on_track_subscribed(track, publication, participant)
+            return
+        # Pipecat 1.14's audio branch of this method, with the stream's format set.
+        assert self._task_manager is not None
+        logger.info(f"Audio track subscribed: {track.sid} from participant {participant.identity}")
+        await self._close_audio_stream(participant.identity)
+        self._audio_tracks[participant.identity] = track
+        audio_stream = rtc.AudioStream(
+            track,
+            sample_rate=self._params.audio_in_sample_rate or MIC_SAMPLE_RATE,
+            num_channels=1,
+            frame_size_ms=MIC_FRAME_MS,
+        )
+        task = self._task_manager.create_task(
+            self._process_audio_stream(audio_stream, participant.identity),
+            f"{self}::_process_audio_stream",
+        )
+        self._audio_streams[participant.identity] = (audio_stream, task)
+        await self._callbacks.on_audio_track_subscribed(participant.identity)
 
 
 class KaneLiveKitTransport(LiveKitTransport):
@@ -33,6 +79,8 @@ class KaneLiveKitTransport(LiveKitTransport):
     def __init__(self, *args, **kwargs):
         """Create the transport (arguments as `LiveKitTransport`)."""
         super().__init__(*args, **kwargs)
+        # The client Pipecat made, with KANE's microphone format (the class adds no state).
+        self._client.__class__ = _KaneLiveKitClient
         self._topic_handlers: dict[str, DataHandler] = {}
         self._handler_tasks: set[asyncio.Task] = set()
         self.add_event_handler("on_connected", self._listen_for_topics)

@@ -37,15 +37,16 @@ async def openai() -> AsyncIterator[OpenAIEmulator]:
         yield emulator
 
 
-@pytest.fixture
-async def worker(
+def worker_env(
     livekit_server: LiveKitServer,
     database_dsn: str,
     stt: DeepgramEmulator,
     openai: OpenAIEmulator,
-    tmp_path: Path,
-) -> AsyncIterator[WorkerProcess]:
-    env = {
+    data_dir: Path,
+    **overrides: str,
+) -> dict[str, str]:
+    """The worker's environment: a real LiveKit server, emulated cloud, the test's database."""
+    return {
         "KANE_ENV": "production",
         "KANE_MAX_SESSIONS": "1",
         "LIVEKIT_URL": livekit_server.url,
@@ -57,8 +58,20 @@ async def worker(
         "OPENAI_BASE_URL": openai.base_url,
         "KANE_TTS": "openai",
         "DATABASE_URL": database_dsn,
-        "KANE_DATA_DIR": str(tmp_path / "data"),
+        "KANE_DATA_DIR": str(data_dir),
+        **overrides,
     }
+
+
+@pytest.fixture
+async def worker(
+    livekit_server: LiveKitServer,
+    database_dsn: str,
+    stt: DeepgramEmulator,
+    openai: OpenAIEmulator,
+    tmp_path: Path,
+) -> AsyncIterator[WorkerProcess]:
+    env = worker_env(livekit_server, database_dsn, stt, openai, tmp_path / "data")
     async with running_worker(env, tmp_path / "worker.log") as process:
         yield process
     # Nothing secret may reach the log: keys, the LiveKit secret, minted tokens.

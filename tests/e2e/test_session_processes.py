@@ -2,41 +2,14 @@
 
 import os
 import signal
-from pathlib import Path
 
 import pytest
 
-from emulators import DeepgramEmulator, OpenAIEmulator
-from tests.e2e.conftest import join, session_row
-from tests.support.livekit import LiveKitServer
+from tests.e2e.conftest import join, session_row, worker_env
 from tests.support.speech import ONBOARDING_SENTENCE
 from tests.support.worker import running_worker
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
-
-
-def worker_env(
-    livekit_server: LiveKitServer,
-    database_dsn: str,
-    stt: DeepgramEmulator,
-    openai: OpenAIEmulator,
-    data_dir: Path,
-) -> dict[str, str]:
-    return {
-        "KANE_ENV": "production",
-        "KANE_MAX_SESSIONS": "4",
-        "KANE_SESSION_PROCESSES": "2",
-        "LIVEKIT_URL": livekit_server.url,
-        "LIVEKIT_API_KEY": livekit_server.api_key,
-        "LIVEKIT_API_SECRET": livekit_server.api_secret,
-        "DEEPGRAM_API_KEY": "e2e-deepgram-key-0123456789",
-        "DEEPGRAM_BASE_URL": stt.base_url,
-        "OPENAI_API_KEY": "e2e-openai-key-0123456789",
-        "OPENAI_BASE_URL": openai.base_url,
-        "KANE_TTS": "openai",
-        "DATABASE_URL": database_dsn,
-        "KANE_DATA_DIR": str(data_dir),
-    }
 
 
 def processes_of(health: dict) -> list[dict]:
@@ -46,7 +19,15 @@ def processes_of(health: dict) -> list[dict]:
 async def test_a_dead_session_process_takes_only_its_sessions(
     livekit_server, database_dsn, stt, openai, onboarding_wav, tmp_path
 ):
-    env = worker_env(livekit_server, database_dsn, stt, openai, tmp_path / "data")
+    env = worker_env(
+        livekit_server,
+        database_dsn,
+        stt,
+        openai,
+        tmp_path / "data",
+        KANE_MAX_SESSIONS="4",
+        KANE_SESSION_PROCESSES="2",
+    )
     async with running_worker(env, tmp_path / "worker.log") as worker:
         health = await worker.health()
         before = processes_of(health)
