@@ -101,6 +101,8 @@ def create_app(settings: Settings, pipeline: PipelineSpec | None = None) -> Fast
                 )
             processes = None
             if rooms is not None and settings.session_processes > 0:
+                # They read their settings from this process's environment (and .env), as
+                # `python -m api` does, with the pipeline file it was given.
                 processes = SessionProcesses(
                     settings.session_processes,
                     database_url=database.dsn,
@@ -108,7 +110,13 @@ def create_app(settings: Settings, pipeline: PipelineSpec | None = None) -> Fast
                     on_ended=lambda *ended: sessions.process_session_ended(*ended),
                     env={**os.environ, "KANE_PIPELINE": str(settings.kane_pipeline)},
                 )
-                await processes.start()
+                try:
+                    await processes.start()
+                except BaseException as e:
+                    logger.error(f"Worker not started: {e}")
+                    await archive.close()
+                    await database.close()
+                    raise
             sessions = SessionManager(
                 settings=settings,
                 rooms=rooms,
