@@ -43,7 +43,7 @@ import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 from statistics import median
-from typing import Any, Protocol
+from typing import Any
 
 import uvloop
 from loguru import logger
@@ -55,6 +55,7 @@ from bench.session_rounds import (
     UNFINISHED,
     LocalRounds,
     RoundResult,
+    Rounds,
     spoken_turns,
 )
 from bench.session_shards import ShardedRounds
@@ -202,24 +203,6 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "emotion_stage": emotion,
         "profile": profile,
     }
-
-
-class Rounds(Protocol):
-    """Runs rounds: in this process (`LocalRounds`) or over shard processes (`ShardedRounds`)."""
-
-    warmup_sessions: int
-
-    async def open(self) -> None:
-        """Connect (and start the shards)."""
-
-    async def close(self) -> None:
-        """Disconnect (and stop the shards)."""
-
-    async def round(
-        self, kind: str, n: int, index: int, turns: int, *, unfinished: bool = False
-    ) -> RoundResult:
-        """Run `n` sessions of `kind`, each saying `turns` turns, and account for them."""
-        ...
 
 
 def _slots(args: argparse.Namespace) -> int:

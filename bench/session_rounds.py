@@ -347,8 +347,18 @@ class _Sampler:
         self._task.cancel()
 
 
-class LocalRounds:
-    """Every session of every round in this process, on one event loop (`--processes 1`)."""
+class Rounds:
+    """What runs rounds needs, however it spreads the sessions (`LocalRounds`, `ShardedRounds`).
+
+    Args:
+        args: The benchmark's options.
+        turns: The finished turns the people say.
+        unfinished: The turn that trails off.
+        shared: The emulated cloud and PostgreSQL, opened by the caller.
+    """
+
+    warmup_sessions = 1
+    """A warm-up round of this many sessions warms every event loop that runs sessions."""
 
     def __init__(
         self,
@@ -357,13 +367,36 @@ class LocalRounds:
         unfinished: SpokenTurn,
         shared: SharedServices,
     ):
-        """Run rounds against `shared` (opened by the caller) once `open` has connected."""
+        """Keep what the rounds need; `open` connects."""
         self._args = args
         self._turns = turns
         self._unfinished = unfinished
         self._shared = shared
-        self._bench: Bench | None = None
-        self.warmup_sessions = 1
+
+    async def open(self) -> None:
+        """Connect (and start the shards)."""
+        raise NotImplementedError
+
+    async def close(self) -> None:
+        """Disconnect (and stop the shards)."""
+        raise NotImplementedError
+
+    async def round(
+        self, kind: str, n: int, index: int, turns: int, *, unfinished: bool = False
+    ) -> RoundResult:
+        """Run `n` sessions of `kind`, each saying `turns` turns, and account for them."""
+        raise NotImplementedError
+
+    async def _script(self, n: int, turns: int, unfinished: bool) -> None:
+        """Tell the emulated cloud what each of the round's `n` people will say."""
+        said = scripts(self._turns, self._unfinished, n, turns, unfinished)
+        await self._shared.prepare([[t.text for t in script] for script in said])
+
+
+class LocalRounds(Rounds):
+    """Every session of every round in this process, on one event loop (`--processes 1`)."""
+
+    _bench: Bench | None = None
 
     async def open(self) -> None:
         """Connect to the shared services."""
@@ -381,8 +414,7 @@ class LocalRounds:
     ) -> RoundResult:
         """Run `n` sessions of `kind`, each saying `turns` turns, and account for them."""
         assert self._bench is not None
-        said = scripts(self._turns, self._unfinished, n, turns, unfinished)
-        await self._shared.prepare([[t.text for t in script] for script in said])
+        await self._script(n, turns, unfinished)
         result = await self._bench.run(kind, n, index, turns, unfinished=unfinished)
         result.chat_requests = await self._shared.chat_requests()
         return result

@@ -30,7 +30,7 @@ import uvloop
 from loguru import logger
 
 from bench.loopback_transport import SpokenTurn
-from bench.session_rounds import Bench, RoundResult, scripts
+from bench.session_rounds import Bench, RoundResult, Rounds
 from bench.session_shared import Backends, SharedServices
 
 START_AHEAD_S = 0.05
@@ -117,7 +117,7 @@ def merge(
     )
 
 
-class ShardedRounds:
+class ShardedRounds(Rounds):
     """Every round's sessions spread over P shard processes."""
 
     def __init__(
@@ -128,15 +128,11 @@ class ShardedRounds:
         shared: SharedServices,
         processes: int,
     ):
-        """Run rounds against `shared` (opened by the caller) once `open` started the shards."""
-        self._args = args
-        self._turns = turns
-        self._unfinished = unfinished
-        self._shared = shared
+        """Run rounds over `processes` shards once `open` started them (see `Rounds`)."""
+        super().__init__(args, turns, unfinished, shared)
         self._count = processes
         self._shards: list[tuple[multiprocessing.process.BaseProcess, Connection]] = []
-        self.warmup_sessions = processes
-        """A warm-up round of this many sessions gives every shard one."""
+        self.warmup_sessions = processes  # one session for every shard
 
     async def open(self) -> None:
         """Start the shards and wait until each has connected."""
@@ -177,8 +173,7 @@ class ShardedRounds:
         self, kind: str, n: int, index: int, turns: int, *, unfinished: bool = False
     ) -> RoundResult:
         """Run `n` sessions of `kind` over the shards, each saying `turns` turns; merged."""
-        said = scripts(self._turns, self._unfinished, n, turns, unfinished)
-        await self._shared.prepare([[t.text for t in script] for script in said])
+        await self._script(n, turns, unfinished)
         load_before = os.getloadavg()[0]
         busy = [
             (conn, Run(kind, n, index, turns, slots, unfinished))

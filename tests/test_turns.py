@@ -119,20 +119,25 @@ async def test_speaking_again_withdraws_the_early_answer_and_the_whole_turn_is_a
     assert (strategy.speculations, strategy.confirmed) == (2, 1)
 
 
+def two_transcripts_in_the_silence(*, then_s: float) -> list:
+    """The person stops, "Call mom." is final, then "Tomorrow."; `then_s` of silence after."""
+    return [
+        VADUserStartedSpeakingFrame(),
+        VADUserStoppedSpeakingFrame(),
+        SleepFrame(0.05),
+        words("Call mom."),
+        SleepFrame(0.05),
+        words("Tomorrow."),
+        SleepFrame(then_s),
+    ]
+
+
 async def test_newer_words_in_the_silence_replace_the_early_answer():
     context = LLMContext()
     user, strategy = user_aggregator(context)
     down, _ = await run_test(
         user,
-        frames_to_send=[
-            VADUserStartedSpeakingFrame(),
-            VADUserStoppedSpeakingFrame(),
-            SleepFrame(0.05),
-            words("Call mom."),
-            SleepFrame(0.05),
-            words("Tomorrow."),
-            SleepFrame(0.6),
-        ],
+        frames_to_send=two_transcripts_in_the_silence(then_s=0.6),
     )
     contexts = of(down, LLMContextFrame)
     assert [c.speculation for c in contexts] == [True, True]
@@ -147,15 +152,7 @@ async def test_a_turn_that_ends_on_other_words_is_answered_anew():
     user, strategy = user_aggregator(context, inner=EndsOnSecondTranscript())
     down, _ = await run_test(
         user,
-        frames_to_send=[
-            VADUserStartedSpeakingFrame(),
-            VADUserStoppedSpeakingFrame(),
-            SleepFrame(0.05),
-            words("Call mom."),
-            SleepFrame(0.05),
-            words("Tomorrow."),
-            SleepFrame(0.1),
-        ],
+        frames_to_send=two_transcripts_in_the_silence(then_s=0.1),
     )
     contexts = of(down, LLMContextFrame)
     assert [c.speculation for c in contexts] == [True, False]
