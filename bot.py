@@ -24,6 +24,7 @@ from pipecat.workers.runner import WorkerRunner
 
 import prompts
 from processors.coach_turn import CoachTurnNote
+from processors.mic_lane import mic_lane
 from processors.quest_board import QuestBoardTracker
 from processors.screen_context import ScreenContextInjector
 from processors.stages import PipelineSpec, StageNeeds, build_stages, load_pipeline
@@ -171,7 +172,7 @@ def create_session(
             transport.input(),
             VADProcessor(vad_analyzer=build_vad_analyzer()),
             stt,
-            *kane_stages,
+            *mic_lane(kane_stages, user_aggregator),  # the microphone's frames skip the stages
             user_aggregator,
             # Below the aggregator nothing listens to the microphone but the recorder.
             UserAudioStop(recorder=kept.recorder if kept else None),

@@ -103,7 +103,7 @@ class EmotionStage(FrameProcessor):
         """Collect the turn's audio and words; analyse when it ends; pass every frame on."""
         await super().process_frame(frame, direction)
         if isinstance(frame, InputAudioRawFrame):
-            self._add_audio(frame)
+            self.hear(frame)  # behind a `MicLane` the audio comes by `hear` instead
         elif isinstance(frame, TranscriptionFrame):
             self._texts.append(frame.text)
             confidence = transcript_confidence(frame)
@@ -131,7 +131,8 @@ class EmotionStage(FrameProcessor):
         del self._audio[: max(len(self._audio) - keep, 0)]
         self._texts, self._confidences = [], []
 
-    def _add_audio(self, frame: InputAudioRawFrame) -> None:
+    def hear(self, frame: InputAudioRawFrame) -> None:
+        """Take a frame of the person's audio (from `process_frame`, or from a `MicLane`)."""
         if not self._started:
             self._started = True
             self.create_task(self._start_analyzers(), "emotion-start")

@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from dataclasses import dataclass
+import itertools
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import NamedTuple
 
+import numpy as np
+import soxr
 from loguru import logger
-from pipecat.audio.utils import create_stream_resampler
 from pipecat.frames.frames import (
     CancelFrame,
     EndFrame,
@@ -18,6 +23,8 @@ from pipecat.frames.frames import (
 from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
 
 from storage.audio_store import AudioStore, RecordingWriter
+
+_NO_AUDIO = np.empty(0, dtype=np.int16)
 
 
 @dataclass(frozen=True)
@@ -35,15 +42,140 @@ class Recordings:
     duration_s: float
 
 
+class _Piece(NamedTuple):
+    """Audio handed to the writer thread, at the rate it arrived in."""
+
+    run: int  # the run it belongs to: audio at one rate, contiguous on its track
+    rate: int
+    start: int  # where it starts on its track, in track samples
+    end: int  # where it ends on its track, in track samples
+    pcm: bytes
+
+
+@dataclass
+class _Run:
+    """A voice's audio at one rate, contiguous on its track, as the event loop counts it.
+
+    Lengths on the track are computed from native lengths with integers, so the loop knows
+    where everything goes without resampling anything.
+    """
+
+    id: int
+    rate: int
+    track_rate: int
+    start: int  # where the run starts on the track, in track samples
+    received: int = 0  # native samples received
+    sent: int = 0  # native samples handed to the writer thread
+    pending: bytearray = field(default_factory=bytearray)  # received, not handed over yet
+
+    def position(self, native: int) -> int:
+        """Where the run's first `native` samples end on the track."""
+        return self.start + native * self.track_rate // self.rate
+
+    @property
+    def end(self) -> int:
+        """Where the audio received so far ends on the track."""
+        return self.position(self.received)
+
+    def fitting(self, position: int) -> int:
+        """How many native samples received end on the track by `position`."""
+        if position <= self.start:
+            return 0
+        return min(self.received, ((position - self.start + 1) * self.rate - 1) // self.track_rate)
+
+
+class _TrackFile:
+    """One track's file, fed and owned by the writer thread, which resamples for it.
+
+    Each run at another rate than the track's goes through its own soxr stream (HQ: plenty
+    for a recording). Stream output per batch is not exactly proportional to its input, so
+    the file is kept to the lengths the event loop counted: audio that comes out ahead of the
+    count waits, and at the end of a run its tail is trimmed or padded with silence to the
+    count.
+    """
+
+    def __init__(self, open_file: Callable[[], RecordingWriter], rate: int):
+        self._open_file = open_file
+        self._file: RecordingWriter | None = None
+        self._rate = rate
+        self._written = 0  # samples in the file
+        self._run = -1
+        self._stream: soxr.ResampleStream | None = None
+        self._end = 0  # where the current run ends so far, as the loop counted it
+        self._held = bytearray()  # resampled audio beyond that count
+
+    def write(self, pieces: list[_Piece]) -> None:
+        """Write a batch, one resampling per run in it."""
+        for run, group in itertools.groupby(pieces, key=lambda piece: piece.run):
+            parts = list(group)
+            pcm = b"".join(piece.pcm for piece in parts)
+            self._write_run(run, parts[0].rate, parts[0].start, parts[-1].end, pcm)
+
+    def finish(self, length: int) -> None:
+        """End the track at exactly `length` samples."""
+        self._end_run()
+        self._pad_to(length)
+
+    def _write_run(self, run: int, rate: int, start: int, end: int, pcm: bytes) -> None:
+        if run != self._run:
+            # Audio at the old rate (or before a silence) is written to its end first.
+            self._end_run()
+            self._pad_to(start)
+            self._run = run
+            if rate != self._rate:
+                self._stream = soxr.ResampleStream(rate, self._rate, 1, "int16", "HQ")
+        self._end = end
+        if self._stream is None:
+            self._append(pcm)
+            return
+        out = self._stream.resample_chunk(np.frombuffer(pcm, dtype=np.int16))
+        self._held += out.tobytes()
+        self._release_held()
+
+    def _end_run(self) -> None:
+        if self._stream is not None:
+            self._held += self._stream.resample_chunk(_NO_AUDIO, last=True).tobytes()
+            self._release_held()
+            self._held.clear()  # a sample or so past the count, from rounding
+            self._stream = None
+        self._pad_to(self._end)
+
+    def _release_held(self) -> None:
+        room = 2 * (self._end - self._written)
+        if room > 0 and self._held:
+            self._append(bytes(self._held[:room]))
+            del self._held[:room]
+
+    def _pad_to(self, position: int) -> None:
+        if position > self._written:
+            self._append(bytes(2 * (position - self._written)))
+
+    def _append(self, pcm: bytes) -> None:
+        if not pcm:
+            return
+        if self._file is None:
+            self._file = self._open_file()
+        self._file.write(pcm)
+        self._written += len(pcm) // 2
+
+
 class AudioRecorder(FrameProcessor):
     """Writes the person's and KANE's audio as two tracks of equal length.
 
-    Sits after the output transport. The person's microphone arrives at real-time pace, so
-    its track is the session's clock. KANE's audio is handed to LiveKit ahead of playback (the
-    room buffers it), so each burst is placed where the person's track stands when it
+    Sits after the output transport, and takes KANE's audio out of the pipeline there (the
+    person's is handed over by `UserAudioStop`). The person's microphone arrives at real-time
+    pace, so its track is the session's clock. KANE's audio is handed to LiveKit ahead of
+    playback (the room buffers it), so each burst is placed where the person's track stands when it
     starts, and the bot's track is only written up to the person's; at the end, whatever the
     bot had queued beyond the person's presence is dropped. Files are written in a thread, in
     batches every `write_every_s`.
+
+    Audio is kept at the rate it arrives in until that thread, which resamples each batch to
+    the tracks' rate with soxr streams of its own (HQ quality: plenty for a recording), so
+    nothing on the event loop resamples. The loop places the audio in track samples counted
+    from native lengths, and the thread keeps each track to that count, so the two tracks
+    end with exactly the same number of samples. A change of rate mid-session (a fallback
+    voice) starts a new stream once the audio at the old rate is written.
     """
 
     def __init__(
@@ -53,6 +185,7 @@ class AudioRecorder(FrameProcessor):
         store: AudioStore,
         sample_rate: int = 16000,
         write_every_s: float = 0.5,
+        keep_bot_audio: bool = False,
         **kwargs,
     ):
         """Prepare to record.
@@ -63,6 +196,9 @@ class AudioRecorder(FrameProcessor):
             sample_rate: The rate of both tracks.
             write_every_s: Audio is written in batches this far apart (one hand-off to a
                 thread per batch, not per 20 ms frame); the end writes at once.
+            keep_bot_audio: Pass KANE's played audio on. Off: below the recorder only the
+                assistant aggregator and the pipeline's end would get it, and neither wants
+                it (each 20 ms frame would cost a queue and a task switch there).
             **kwargs: Passed on to `FrameProcessor`.
         """
         # Direct mode: frames are handled in the task that pushes them, without a queue and
@@ -72,83 +208,104 @@ class AudioRecorder(FrameProcessor):
         self._session_id = session_id
         self._store = store
         self._rate = sample_rate
-        self._user_resampler = create_stream_resampler()
-        self._bot_resampler = create_stream_resampler()
-        self._user_bytes = 0  # length of the person's track so far
-        self._bot_bytes = 0  # length of the bot's track, including audio not written yet
-        self._bot_pending = bytearray()  # bot audio ahead of the person's track
+        self._run_ids = itertools.count()
+        self._user_run: _Run | None = None
+        self._user_len = 0  # length of the person's track so far, in samples
+        self._bot_runs: deque[_Run] = deque()  # the bot's runs not all handed over; last: current
+        self._bot_len = 0  # length of the bot's track, including audio not written yet
+        self._final_len: int | None = None  # both tracks' length, once the session ends
         self._write_every_s = write_every_s
-        self._writes: asyncio.Queue[tuple[str, bytes] | None] = asyncio.Queue()
+        self._keep_bot_audio = keep_bot_audio
+        self._writes: asyncio.Queue[tuple[str, _Piece] | None] = asyncio.Queue()
         self._ending = asyncio.Event()
         self._writers: dict[str, RecordingWriter] = {}
+        self._files = {
+            track: _TrackFile(self._opener(track), sample_rate) for track in ("user", "bot")
+        }
         self._writer_task: asyncio.Task | None = None
         self._finished = False
         self._result: Recordings | None = None
 
     async def process_frame(self, frame: Frame, direction: FrameDirection):
-        """Record audio frames and pass every frame on."""
+        """Record audio frames; pass on every frame but KANE's played audio."""
         await super().process_frame(frame, direction)
         if isinstance(frame, InputAudioRawFrame):
             await self.add_user_audio(frame)
         elif isinstance(frame, OutputAudioRawFrame) and direction == FrameDirection.DOWNSTREAM:
-            await self._add_bot(frame)
+            self._add_bot(frame)
+            if self._keep_bot_audio:
+                await self.push_frame(frame, direction)
+            return
         elif isinstance(frame, EndFrame | CancelFrame):
             self._finish_tracks()
         await self.push_frame(frame, direction)
 
     async def add_user_audio(self, frame: InputAudioRawFrame) -> None:
         """Record the person's audio handed over by `UserAudioStop` (it does not reach here)."""
-        audio = frame.audio
-        if frame.sample_rate != self._rate:
-            audio = await self._user_resampler.resample(audio, frame.sample_rate, self._rate)
-        self._queue_write("user", audio)
-        self._user_bytes += len(audio)
+        run = self._user_run
+        if run is None or frame.sample_rate != run.rate:
+            run = self._user_run = self._new_run(frame.sample_rate, self._user_len)
+        start = self._user_len
+        run.received += len(frame.audio) // 2
+        self._user_len = run.end
+        self._queue_write("user", _Piece(run.id, run.rate, start, self._user_len, frame.audio))
         self._release_bot_audio()
 
-    async def _add_bot(self, frame: OutputAudioRawFrame) -> None:
-        audio = frame.audio
-        if frame.sample_rate != self._rate:
-            audio = await self._bot_resampler.resample(audio, frame.sample_rate, self._rate)
-        if self._bot_bytes < self._user_bytes:
-            # The bot was silent until now: its audio starts where the person's track is.
-            silence = self._user_bytes - self._bot_bytes
-            self._bot_pending.extend(bytes(silence))
-            self._bot_bytes += silence
-        self._bot_pending.extend(audio)
-        self._bot_bytes += len(audio)
+    def _add_bot(self, frame: OutputAudioRawFrame) -> None:
+        run = self._bot_runs[-1] if self._bot_runs else None
+        if run is None or self._bot_len < self._user_len or frame.sample_rate != run.rate:
+            # After a silence, the bot's audio starts where the person's track is; after a
+            # change of rate, where the audio at the old rate ends.
+            run = self._new_run(frame.sample_rate, max(self._bot_len, self._user_len))
+            self._bot_runs.append(run)
+        run.pending.extend(frame.audio)
+        run.received += len(frame.audio) // 2
+        self._bot_len = run.end
         self._release_bot_audio()
+
+    def _new_run(self, rate: int, start: int) -> _Run:
+        return _Run(id=next(self._run_ids), rate=rate, track_rate=self._rate, start=start)
 
     def _release_bot_audio(self) -> None:
-        """Write the bot's audio up to where the person's track stands."""
-        written = self._bot_bytes - len(self._bot_pending)
-        ready = min(self._user_bytes - written, len(self._bot_pending))
-        if ready > 0:
-            self._queue_write("bot", bytes(self._bot_pending[:ready]))
-            del self._bot_pending[:ready]
+        """Hand the writer the bot's audio up to where the person's track stands."""
+        while self._bot_runs:
+            run = self._bot_runs[0]
+            upto = run.fitting(self._user_len)
+            if upto > run.sent:
+                size = 2 * (upto - run.sent)
+                piece = _Piece(
+                    run.id,
+                    run.rate,
+                    run.position(run.sent),
+                    run.position(upto),
+                    bytes(run.pending[:size]),
+                )
+                del run.pending[:size]
+                run.sent = upto
+                self._queue_write("bot", piece)
+            if run.sent < run.received or len(self._bot_runs) == 1:
+                return
+            self._bot_runs.popleft()
 
     def _finish_tracks(self) -> None:
         if self._finished:
             return
         self._finished = True
-        written = self._bot_bytes - len(self._bot_pending)
-        if written < self._user_bytes:
-            # The bot's track ends in silence (or its queued audio) up to the person's length.
-            tail = bytes(self._bot_pending[: self._user_bytes - written])
-            self._queue_write("bot", tail + bytes(self._user_bytes - written - len(tail)))
-        self._bot_pending.clear()
-        self._bot_bytes = self._user_bytes
+        # The writer ends both tracks at the person's length: the bot's in silence (or in the
+        # audio it had queued) up to there; what it queued beyond is dropped.
+        self._bot_runs.clear()
+        self._bot_len = self._final_len = self._user_len
         self._writes.put_nowait(None)
         self._ending.set()
 
-    def _queue_write(self, track: str, pcm: bytes) -> None:
-        if not pcm:
+    def _queue_write(self, track: str, piece: _Piece) -> None:
+        if not piece.pcm:
             return
         if self._writer_task is None:
             self._writer_task = self.create_task(self._write_loop(), "recorder-writes")
-        self._writes.put_nowait((track, pcm))
+        self._writes.put_nowait((track, piece))
 
     async def _write_loop(self) -> None:
-        chunks: dict[str, list[bytes]] = {"user": [], "bot": []}
         done = False
         while not done:
             item = await self._writes.get()
@@ -157,26 +314,33 @@ class AudioRecorder(FrameProcessor):
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(self._write_every_s):
                         await self._ending.wait()
+            batch: dict[str, list[_Piece]] = {"user": [], "bot": []}
             while True:
                 if item is None:
                     done = True
                 else:
-                    chunks[item[0]].append(item[1])
+                    batch[item[0]].append(item[1])
                 if self._writes.empty():
                     break
                 item = self._writes.get_nowait()
-            batch = {track: b"".join(parts) for track, parts in chunks.items() if parts}
-            chunks = {"user": [], "bot": []}
             try:
-                await asyncio.to_thread(self._write, batch)
+                await asyncio.to_thread(self._write, batch, self._final_len if done else None)
             except Exception as e:
                 logger.error(f"{self}: recording of {self._session_id} failed: {e}")
 
-    def _write(self, batch: dict[str, bytes]) -> None:
-        for track, pcm in batch.items():
-            if track not in self._writers:
-                self._writers[track] = self._store.open(self._session_id, track, self._rate)
-            self._writers[track].write(pcm)
+    def _write(self, batch: dict[str, list[_Piece]], final_len: int | None) -> None:
+        """Resample and write a batch (in the writer thread); at the end, close both tracks."""
+        for track, pieces in batch.items():
+            self._files[track].write(pieces)
+            if final_len is not None:
+                self._files[track].finish(final_len)
+
+    def _opener(self, track: str) -> Callable[[], RecordingWriter]:
+        def open_file() -> RecordingWriter:
+            writer = self._writers[track] = self._store.open(self._session_id, track, self._rate)
+            return writer
+
+        return open_file
 
     async def cleanup(self):
         """Let the queued writes finish before the processor's tasks are torn down."""
@@ -198,6 +362,6 @@ class AudioRecorder(FrameProcessor):
         self._result = Recordings(
             user_url=urls.get("user"),
             bot_url=urls.get("bot"),
-            duration_s=self._user_bytes / 2 / self._rate,
+            duration_s=self._user_len / self._rate,
         )
         return self._result
