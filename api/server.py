@@ -26,6 +26,7 @@ from checkins import CheckinScheduler, WebhookNotifier, default_worker_id
 from processors.stages import PipelineSpec, load_pipeline
 from quests.plan import draft_plan
 from session.archive import Archive
+from session.heap import freeze_startup_heap
 from session.shared import load_shared, release_shared
 from settings import Settings
 from storage.database import Database
@@ -88,6 +89,7 @@ def create_app(settings: Settings, pipeline: PipelineSpec | None = None) -> Fast
             restore_ice = gather_on_loopback_only()
         await load_shared(settings)
         archive = Archive.open(database, settings.kane_data_dir)
+        freeze_startup_heap()  # before the session processes: they are spawned, not forked
         async with aiohttp.ClientSession() as http:
             rooms = None
             if settings.livekit_configured:

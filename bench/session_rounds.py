@@ -35,7 +35,10 @@ import soundfile as sf
 from bench.loopback_transport import SpokenTurn
 from bench.session_runs import BenchSession, Services, SessionOutcome, is_kane
 from bench.session_shared import Backends, SharedServices, processes
+from services.shared_clients import preload_shared_clients
+from services.shared_models import preload_shared_models
 from session.archive import Archive
+from session.heap import freeze_startup_heap
 from speech.espeak import write_wav
 from storage.database import Database
 
@@ -171,11 +174,17 @@ class Bench:
         self._postgres: list[psutil.Process] = []
 
     async def open(self) -> None:
-        """Connect to Postgres (already migrated), open the worker's stores and HTTP."""
+        """Connect to Postgres (already migrated), open the worker's stores and HTTP.
+
+        As a session process starts: shared models and client loaded, start-up heap frozen.
+        """
         self._database = await Database.open(self._backends.dsn, migrate=False)
         self._archive = Archive.open(self._database, self._tmp)
         self._postgres = processes(self._backends.postgres_pids)
         self._http = aiohttp.ClientSession()
+        await preload_shared_models()
+        await preload_shared_clients()
+        freeze_startup_heap()
 
     async def close(self) -> None:
         """Close everything `open` opened."""

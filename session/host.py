@@ -29,6 +29,7 @@ from pydantic import ValidationError
 from bot import BotSession, SessionPlace
 from processors.stages import PipelineError, load_pipeline
 from session.archive import Archive
+from session.heap import freeze_startup_heap
 from session.host_messages import (
     MAX_LINE_BYTES,
     BadLineError,
@@ -187,6 +188,7 @@ async def _main(index: int, events: BinaryIO) -> int:
     archive = Archive.open(
         database, settings.kane_data_dir, spool=f"journal-sessions-{index}.spool"
     )
+    freeze_startup_heap()
     loop = asyncio.get_running_loop()
     commands = asyncio.StreamReader(limit=MAX_LINE_BYTES)
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(commands), sys.stdin)

@@ -295,3 +295,23 @@ async def test_jsonb_codec_supports_copy(database_dsn: str) -> None:
         assert [r["engines"] for r in rows] == [{"n": 0}, {"n": 1}, {"n": 2}]
     finally:
         await db.close()
+
+
+async def test_a_connection_back_in_the_pool_has_no_transaction_left_open(
+    database_dsn: str,
+) -> None:
+    """The pool sends no reset query on release, yet what a caller left open is rolled back."""
+    database = await Database.open(database_dsn, min_size=1, max_size=1)
+    try:
+        pool = database.pool
+        async with pool.acquire() as conn:
+            await conn.execute("BEGIN")
+            await conn.execute("CREATE TEMP TABLE left_behind (a int)")
+        async with pool.acquire() as conn:  # the one connection, again
+            assert not conn.is_in_transaction()
+            tables = await conn.fetchval(
+                "SELECT count(*) FROM pg_tables WHERE tablename = $1", "left_behind"
+            )
+            assert tables == 0
+    finally:
+        await database.close()
