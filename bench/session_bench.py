@@ -79,7 +79,7 @@ TARGETS = {"added_p50_ms": 10.0, "added_p99_ms": 20.0, "draft_p99_ms": 20.0, "se
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     """Every level and the preemptive study; the result as written to JSON."""
     *turns, unfinished = spoken_turns([*TURNS, UNFINISHED])
-    shared = SharedServices(slots=_slots(args), reply=REPLY)
+    shared = SharedServices(slots=_slots(args), reply=REPLY, cloud_nice=args.cloud_nice)
     bench: Rounds = LocalRounds(args, turns, unfinished, shared)
     if args.processes > 1:
         bench = ShardedRounds(args, turns, unfinished, shared, args.processes)
@@ -188,6 +188,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "config": {
             "levels": args.levels,
             "processes": args.processes,
+            "cloud_nice": args.cloud_nice,
             "rounds": args.rounds,
             "turns_per_session": args.turns,
             "stagger_s": args.stagger_s,
@@ -366,6 +367,13 @@ def main() -> int:
         default=os.cpu_count() or 1,
         help="shard processes the sessions of a round are spread over (default: one per core);"
         " 1 runs every session in this process, on one event loop",
+    )
+    parser.add_argument(
+        "--cloud-nice",
+        type=int,
+        default=0,
+        help="niceness of the emulated cloud's process; e.g. -5 gives it the CPU before the"
+        " sessions, as a cloud on other machines would be (needs root)",
     )
     parser.add_argument(
         "--profile",

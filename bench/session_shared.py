@@ -42,15 +42,19 @@ class Backends:
 class SharedServices:
     """Starts, scripts and stops the PostgreSQL and the emulated cloud of a benchmark run."""
 
-    def __init__(self, *, slots: int, reply: str):
+    def __init__(self, *, slots: int, reply: str, cloud_nice: int = 0):
         """Prepare (nothing runs until `open`).
 
         Args:
             slots: Most sessions at once (one STT emulator each).
             reply: What the emulated LLM answers every turn.
+            cloud_nice: The emulated cloud's niceness; below 0 it gets the CPU before the
+                sessions, as the real cloud (other machines) would, so its latencies stay
+                the stated ones under load. Needs the right to raise a priority (root).
         """
         self._tmp = Path(tempfile.mkdtemp(prefix="kane-session-bench-db-"))
         self._cloud = EmulatedCloud(slots=slots, latencies=Latencies(), reply=reply)
+        self._cloud_nice = cloud_nice
         self._postgres: EmbeddedPostgres | None = None
         self.backends: Backends | None = None
 
@@ -65,6 +69,8 @@ class SharedServices:
             for pid_file in (self._tmp / "postgres").rglob("postmaster.pid")
         ]
         await self._cloud.start()
+        if self._cloud_nice:
+            psutil.Process(self._cloud.pid).nice(self._cloud_nice)  # PermissionError: not root
         self.backends = Backends(
             dsn=dsn,
             deepgram_urls=self._cloud.deepgram_urls,
