@@ -123,6 +123,13 @@ async def talk_until_the_quest_appears(page: Page, worker: WorkerProcess) -> Non
     )
     first_card_s = time.monotonic() - began
     quest = await page.wait_for(card_with("#quests", "onboarding"), timeout_s=60)
+    if "main quest" not in quest.lower():
+        # Whisper misheard the opening ("We have to ship the onboarding flow."), so the quest
+        # came in as a side quest. The sentence comes round again and "my main quest" makes it
+        # the main one, as a person who says it again sees.
+        main = f"(() => {{ const text = {card_with('#quests', 'onboarding')}; "
+        main += "return /main quest/i.test(text) ? text : ''; })()"
+        quest = await page.wait_for(main, timeout_s=60)
     quest_s = time.monotonic() - began
     assert "main quest" in quest.lower(), quest
     messages = await page.evaluate("document.getElementById('log').textContent")
