@@ -22,6 +22,7 @@ import shutil
 import tempfile
 import time
 import uuid
+from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,12 +34,11 @@ import psutil
 import soundfile as sf
 
 from bench.loopback_transport import SpokenTurn
-from bench.session_runs import BenchSession, Services, SessionOutcome, is_kane
+from bench.session_runs import BenchSession, Services, SessionOutcome, bench_settings, is_kane
 from bench.session_shared import Backends, SharedServices, processes
-from services.shared_clients import preload_shared_clients
-from services.shared_models import preload_shared_models
 from session.archive import Archive
 from session.heap import freeze_startup_heap
+from session.shared import load_shared, release_shared
 from speech.espeak import write_wav
 from storage.database import Database
 
@@ -182,8 +182,8 @@ class Bench:
         self._archive = Archive.open(self._database, self._tmp)
         self._postgres = processes(self._backends.postgres_pids)
         self._http = aiohttp.ClientSession()
-        await preload_shared_models()
-        await preload_shared_clients()
+        services = Services(self._backends.deepgram_urls, self._backends.openai_url)
+        await load_shared(bench_settings(services, 0, "kane"))
         freeze_startup_heap()
 
     async def close(self) -> None:
@@ -194,6 +194,7 @@ class Bench:
             await self._archive.close()
         if self._database is not None:
             await self._database.close()
+        await release_shared()
         shutil.rmtree(self._tmp, ignore_errors=True)
 
     async def run(
@@ -356,7 +357,7 @@ class _Sampler:
         self._task.cancel()
 
 
-class Rounds:
+class Rounds(ABC):
     """What runs rounds needs, however it spreads the sessions (`LocalRounds`, `ShardedRounds`).
 
     Args:
@@ -382,19 +383,19 @@ class Rounds:
         self._unfinished = unfinished
         self._shared = shared
 
+    @abstractmethod
     async def open(self) -> None:
         """Connect (and start the shards)."""
-        raise NotImplementedError
 
+    @abstractmethod
     async def close(self) -> None:
         """Disconnect (and stop the shards)."""
-        raise NotImplementedError
 
+    @abstractmethod
     async def round(
         self, kind: str, n: int, index: int, turns: int, *, unfinished: bool = False
     ) -> RoundResult:
         """Run `n` sessions of `kind`, each saying `turns` turns, and account for them."""
-        raise NotImplementedError
 
     async def _script(self, n: int, turns: int, unfinished: bool) -> None:
         """Tell the emulated cloud what each of the round's `n` people will say."""

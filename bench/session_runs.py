@@ -229,6 +229,24 @@ class Services:
     openai_url: str
 
 
+def bench_settings(services: Services, slot: int, kind: str) -> Settings:
+    """The settings a session of `kind` in `slot` runs with: the emulated cloud's."""
+    settings = Settings(
+        _env_file=None,  # type: ignore[call-arg]
+        deepgram_api_key="bench-deepgram-key",
+        deepgram_base_url=services.deepgram_urls[slot],
+        openai_api_key="bench-openai-key",
+        openai_base_url=services.openai_url,
+        kane_tts=["openai"],
+        kane_greeting="",
+        kane_preemptive=is_preemptive(kind),
+        hume_api_key=None,
+    )
+    if kind == "kane_no_emotion":
+        settings.kane_pipeline = NO_EMOTION
+    return settings
+
+
 class BenchSession:
     """One session of the benchmark: build it, start it, let the person talk, end it."""
 
@@ -256,19 +274,7 @@ class BenchSession:
         self.user_id = f"bench-{slot}"
         self.transport = LoopbackTransport(identity=self.user_id)
         self.stopwatch = Stopwatch()
-        self._settings = Settings(
-            _env_file=None,  # type: ignore[call-arg]
-            deepgram_api_key="bench-deepgram-key",
-            deepgram_base_url=services.deepgram_urls[slot],
-            openai_api_key="bench-openai-key",
-            openai_base_url=services.openai_url,
-            kane_tts=["openai"],
-            kane_greeting="",
-            kane_preemptive=is_preemptive(kind),
-            hume_api_key=None,
-        )
-        if kind == "kane_no_emotion":
-            self._settings.kane_pipeline = NO_EMOTION
+        self._settings = bench_settings(services, slot, kind)
         self._task: asyncio.Task | None = None
         self._kane: bot.BotSession | None = None
         self._turn_strategy: Any = None
