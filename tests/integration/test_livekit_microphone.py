@@ -25,11 +25,13 @@ class Microphone(FrameProcessor):
     def __init__(self) -> None:
         super().__init__()
         self.frames: list[InputAudioRawFrame] = []
+        self.hearing = asyncio.Event()
 
     async def process_frame(self, frame: Frame, direction: FrameDirection):
         await super().process_frame(frame, direction)
         if isinstance(frame, InputAudioRawFrame):
             self.frames.append(frame)
+            self.hearing.set()
         await self.push_frame(frame, direction)
 
 
@@ -62,6 +64,9 @@ async def test_the_persons_audio_comes_at_16_khz_in_20_ms_frames(livekit_server:
     client = ReferenceClient(livekit_server.url, livekit_server.token("ada", room), frame_ms=10)
     try:
         await client.connect()
+        # Until the bot has subscribed to the person's track, what they say is lost: the
+        # client's microphone sends silence from the start, so wait for the first of it.
+        await asyncio.wait_for(microphone.hearing.wait(), 10)
         seconds = np.arange(48000) / 48000
         tone = (8000 * np.sin(2 * np.pi * 440 * seconds)).astype(np.int16)
         await client.speak(tone)
