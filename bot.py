@@ -25,6 +25,7 @@ from pipecat.workers.runner import WorkerRunner
 import prompts
 from processors.coach_turn import CoachTurnNote
 from processors.mic_lane import mic_lane
+from processors.notes import note_message
 from processors.quest_board import QuestBoardTracker
 from processors.screen_context import ScreenContextInjector
 from processors.stages import PipelineSpec, StageNeeds, build_stages, load_pipeline
@@ -242,9 +243,7 @@ def _personalize(session: BotSession) -> None:
     if plan is None:
         return
     if plan.profile:
-        session.context.add_message(
-            {"role": "system", "content": prompts.render("profile", profile=plan.profile)}
-        )
+        session.context.add_message(note_message(prompts.render("profile", profile=plan.profile)))
     session.coach.needs_coaching = plan.needs_coaching_probability
 
 

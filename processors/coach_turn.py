@@ -7,6 +7,7 @@ from pipecat.processors.aggregators.llm_context import LLMContext
 from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
 
 import prompts
+from processors.notes import note_message, without_notes
 from quests.board import QuestBoard
 
 NOTE_PREFIX = "[coach]"
@@ -67,14 +68,6 @@ class CoachTurnNote(FrameProcessor):
         await self.push_frame(frame, direction)
 
     def _refresh_note(self, context: LLMContext) -> None:
-        messages = [
-            m
-            for m in context.get_messages()
-            if not (
-                isinstance(m, dict)
-                and m.get("role") == "system"
-                and str(m.get("content", "")).startswith(NOTE_PREFIX)
-            )
-        ]
-        messages.append({"role": "system", "content": coach_note(self._board, self.needs_coaching)})
+        messages = without_notes(context.get_messages(), NOTE_PREFIX)
+        messages.append(note_message(coach_note(self._board, self.needs_coaching)))
         context.set_messages(messages)

@@ -22,6 +22,7 @@ from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
 from emotion.analyzer import AnalyzerFailed, EmotionAnalyzer, EmotionEstimate, TurnAudio
 from emotion.delivery import context_note, tone_for
 from frames.emotion import EmotionFrame
+from processors.notes import note_message, without_notes
 from tap.payloads import transcript_confidence
 
 NOTE_PREFIX = "[emotion]"
@@ -247,18 +248,10 @@ class EmotionStage(FrameProcessor):
     def _refresh_note(self, label: str) -> None:
         if self._context is None:
             return
-        messages = [
-            m
-            for m in self._context.get_messages()
-            if not (
-                isinstance(m, dict)
-                and m.get("role") == "system"
-                and str(m.get("content", "")).startswith(NOTE_PREFIX)
-            )
-        ]
+        messages = without_notes(self._context.get_messages(), NOTE_PREFIX)
         note = context_note(label)
         if note is not None:
-            messages.append({"role": "system", "content": f"{NOTE_PREFIX} {note}"})
+            messages.append(note_message(f"{NOTE_PREFIX} {note}"))
         self._context.set_messages(messages)
 
     async def _close_analyzers(self) -> None:

@@ -13,6 +13,7 @@ from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
 
 from frames.quests import QuestOp, QuestOperationFrame
 from frames.ui import QuestEditFrame
+from processors.notes import note_message
 from storage.quests import Quest, QuestChange, QuestError, QuestStore
 
 # Every note starts with this, so notes about the phone's edits can be told apart.
@@ -163,7 +164,7 @@ class QuestEditApplier(FrameProcessor):
             await self.push_frame(frame)
         if operations:
             note = _note(before, operations)
-            self._context.add_message({"role": "developer", "content": note})
+            self._context.add_message(note_message(note))
             logger.debug(f"{self}: {note}")
 
 

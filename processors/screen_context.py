@@ -13,6 +13,7 @@ from pipecat.processors.aggregators.llm_context import LLMContext
 from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
 
 from frames.ui import UiStateFrame
+from processors.notes import note_message, without_notes
 
 QuestTitle = Callable[[str], Awaitable[str | None]]
 
@@ -130,14 +131,12 @@ class ScreenContextInjector(FrameProcessor):
         return "".join(parts) + "."
 
     def _refresh_note(self, context: LLMContext) -> None:
-        messages = [m for m in context.get_messages() if not _is_note(m)]
+        messages = without_notes(context.get_messages(), NOTE_PREFIX)
         note = self._note()
         if note is not None:
             # Just before the person's last words, so it reads as the turn's situation.
             users = [i for i, m in enumerate(messages) if _is_user(m)]
-            messages.insert(
-                users[-1] if users else len(messages), {"role": "system", "content": note}
-            )
+            messages.insert(users[-1] if users else len(messages), note_message(note))
         context.set_messages(messages)
 
     def _note(self) -> str | None:
@@ -149,14 +148,6 @@ class ScreenContextInjector(FrameProcessor):
         if age > self._params.stale_after_s:
             return f"{NOTE_PREFIX} {self._description} (as of {age / 60:.0f} min ago; may be stale)"
         return f"{NOTE_PREFIX} {self._description}"
-
-
-def _is_note(message: object) -> bool:
-    return (
-        isinstance(message, dict)
-        and message.get("role") == "system"
-        and str(message.get("content", "")).startswith(NOTE_PREFIX)
-    )
 
 
 def _is_user(message: object) -> bool:

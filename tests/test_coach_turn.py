@@ -80,3 +80,20 @@ async def test_an_early_answer_gets_the_note_in_its_own_copy_of_the_context():
     assert len(notes) == 1 and "Ship onboarding" in notes[0]["content"]
     assert context.get_messages() == [{"role": "user", "content": "morning"}]
     assert other.get_messages() == [{"role": "user", "content": "not this session's"}]
+
+
+async def test_the_note_is_a_developer_message_and_replaces_one_kept_as_a_system_message():
+    # Notes were system messages before; such a context gets one developer note instead.
+    context = LLMContext(
+        messages=[
+            {"role": "system", "content": f"{NOTE_PREFIX} old"},
+            {"role": "user", "content": "morning"},
+        ]
+    )
+    await run_test(
+        CoachTurnNote(context=context, board=QuestBoard()),
+        frames_to_send=[LLMContextFrame(context)],
+    )
+    messages = context.get_messages()
+    assert [m["role"] for m in messages] == ["user", "developer"]
+    assert messages[1]["content"].startswith(NOTE_PREFIX)

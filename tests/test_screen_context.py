@@ -46,7 +46,7 @@ async def test_the_quest_in_view_is_noted_before_the_persons_words():
     )
     assert [type(f) for f in down] == [UiStateFrame, LLMContextFrame]
     messages = context.get_messages()
-    assert messages[0]["role"] == "system"
+    assert messages[0]["role"] == "developer"
     assert "quest 'Ship onboarding' (id q-1)" in messages[0]["content"]
     assert messages[1]["role"] == "user"
 
