@@ -11,21 +11,23 @@ recognised and replaced.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Final
 
-NOTE_ROLE = "developer"
+from openai.types.chat import ChatCompletionDeveloperMessageParam
+
+NOTE_ROLE: Final = "developer"
 """The role of every note KANE adds to the context."""
 
-_ROLES = frozenset({NOTE_ROLE, "system"})
+_ROLES = frozenset({NOTE_ROLE, "system"})  # before developer notes, notes were system messages
 
 
-def note_message(text: str) -> dict[str, Any]:
+def note_message(text: str) -> ChatCompletionDeveloperMessageParam:
     """A note for the context.
 
     Args:
         text: The note, starting with its stage's prefix.
     """
-    return {"role": NOTE_ROLE, "content": text}
+    return {"role": "developer", "content": text}
 
 
 def is_note(message: object, prefix: str) -> bool:
