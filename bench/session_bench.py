@@ -294,6 +294,7 @@ def _print_level(level: dict[str, Any]) -> None:
             f"p99 {v['p99_ms']:7.1f} ms (n={v['count']}, answered {s['answered']}/{s['turns']})"
             f"  cpu/session {s['cpu_pct_per_session']:.1f}%  rss/session "
             f"{s['rss_mb_per_session']:.0f} MB  system {s['system_cpu_pct']:.0f}%"
+            f"  loops preempted {s['loop_preempted_per_s']:.0f}/s"
         )
     a, r = level["added_ms"], level["ratio"]
     print(

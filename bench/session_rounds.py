@@ -18,6 +18,7 @@ import gc
 import hashlib
 import os
 import random
+import resource
 import shutil
 import tempfile
 import time
@@ -93,21 +94,33 @@ def scripts(
 
 @dataclass
 class Usage:
-    """CPU seconds of this process, Postgres and the emulators, and system CPU."""
+    """CPU seconds of this process, Postgres and the emulators, and of the event loop's thread.
+
+    The loop's thread also counts its context switches: *preempted* (the kernel gave its
+    core to another thread while it had work: every one delays every session on the loop)
+    and *waited* (it gave the core up: the loop idle in epoll, or waiting for the GIL).
+    """
 
     own: float
     postgres: float
     emulators: float
     at: float
+    loop_cpu: float
+    loop_preempted: int
+    loop_waited: int
 
     @classmethod
     def now(cls, postgres: list[psutil.Process], emulators: psutil.Process) -> Usage:
-        """Read the counters."""
+        """Read the counters; call it on the event loop's thread."""
+        loop = resource.getrusage(resource.RUSAGE_THREAD)
         return cls(
             own=_cpu(psutil.Process()),
             postgres=sum(_cpu(p) for p in _with_children(postgres)),
             emulators=_cpu(emulators),
             at=time.monotonic(),
+            loop_cpu=loop.ru_utime + loop.ru_stime,
+            loop_preempted=loop.ru_nivcsw,
+            loop_waited=loop.ru_nvcsw,
         )
 
 
@@ -150,6 +163,12 @@ class RoundResult:
     chat_requests: int
     loadavg: tuple[float, float]
     journal: dict[str, Any] = field(default_factory=dict)
+    loop_cpu_s: float = 0.0
+    """CPU of the event loops' threads while the people talked (summed over processes)."""
+    loop_preempted: int = 0
+    """Times the event loops' threads were preempted while the people talked."""
+    loop_waited: int = 0
+    """Times the event loops' threads gave up their core while the people talked."""
 
 
 class Bench:
@@ -290,6 +309,9 @@ class Bench:
             input_backlog_peak=sampler.input_backlog_peak,
             chat_requests=0,
             loadavg=(load_before, os.getloadavg()[0]),
+            loop_cpu_s=after.loop_cpu - before.loop_cpu,
+            loop_preempted=after.loop_preempted - before.loop_preempted,
+            loop_waited=after.loop_waited - before.loop_waited,
         )
         if is_kane(kind):
             result.journal = await self._journal_accounting(

@@ -85,7 +85,8 @@ def merge(
 ) -> RoundResult:
     """One round from its shards' parts.
 
-    CPU of the shards is summed; Postgres', the emulators' and the system's are those of the
+    CPU of the shards (and of their event loops' threads, and those threads' context
+    switches) is summed; Postgres', the emulators' and the system's are those of the
     shard that talked longest (every shard starts at the same instant, so its window holds
     the others'). RSS before and at peak are summed, so their difference is the sum of each
     shard's growth. The journal's counts and backlog peaks are summed (one writer a shard).
@@ -114,6 +115,9 @@ def merge(
         chat_requests=chat_requests,
         loadavg=loadavg,
         journal=journal,
+        loop_cpu_s=sum(part.loop_cpu_s for part in parts),
+        loop_preempted=sum(part.loop_preempted for part in parts),
+        loop_waited=sum(part.loop_waited for part in parts),
     )
 
 

@@ -231,6 +231,12 @@ def summarize_kind(rounds: list[RoundResult]) -> dict[str, Any]:
         "cpu_pct_postgres": round(100 * sum(r.cpu_postgres_s for r in rounds) / talk, 2),
         "cpu_pct_emulators": round(100 * sum(r.cpu_emulators_s for r in rounds) / talk, 2),
         "system_cpu_pct": round(float(np.mean([r.system_cpu_pct for r in rounds])), 1),
+        # The event loops' threads: their CPU per session, and how often a second the
+        # kernel preempted them (each delays every session on that loop) or they gave up
+        # their core (idle, or waiting for the GIL).
+        "loop_cpu_pct_per_session": round(100 * sum(r.loop_cpu_s for r in rounds) / talk / n, 2),
+        "loop_preempted_per_s": round(sum(r.loop_preempted for r in rounds) / talk, 1),
+        "loop_waited_per_s": round(sum(r.loop_waited for r in rounds) / talk, 1),
         # The machine's 1-minute load average before and after each round: anything well
         # above what the benchmark itself explains is someone else's work on the cores.
         "loadavg_1m": [[round(a, 2), round(b, 2)] for a, b in (r.loadavg for r in rounds)],
