@@ -27,7 +27,6 @@ from emotion import sentiment
 from emotion.analyzer import LABELS, EmotionEstimate, Label, TurnAudio
 from emotion.prosody import Prosody, measure
 from emotion.sentiment import TextCues
-from session.background import in_background
 
 
 @dataclass(frozen=True)
@@ -111,8 +110,8 @@ class LocalEmotionAnalyzer:
         """Ignored: the analysis runs on the whole turn."""
 
     async def analyze_turn(self, turn: TurnAudio) -> EmotionEstimate:
-        """Estimate the turn's emotion (CPU work on a background thread)."""
-        return await in_background(self.estimate, turn)
+        """Estimate the turn's emotion (CPU work in a thread)."""
+        return await asyncio.to_thread(self.estimate, turn)
 
     async def close(self) -> None:
         """Nothing to release."""

@@ -22,7 +22,6 @@ from pipecat.frames.frames import (
 )
 from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
 
-from session.background import in_background
 from storage.audio_store import AudioStore, RecordingWriter
 
 _NO_AUDIO = np.empty(0, dtype=np.int16)
@@ -325,7 +324,7 @@ class AudioRecorder(FrameProcessor):
                     break
                 item = self._writes.get_nowait()
             try:
-                await in_background(self._write, batch, self._final_len if done else None)
+                await asyncio.to_thread(self._write, batch, self._final_len if done else None)
             except Exception as e:
                 logger.error(f"{self}: recording of {self._session_id} failed: {e}")
 
@@ -357,7 +356,9 @@ class AudioRecorder(FrameProcessor):
         """Finish both recordings (after the pipeline has ended); returns where they are."""
         if self._result is not None:
             return self._result
-        urls = {track: await in_background(writer.close) for track, writer in self._writers.items()}
+        urls = {
+            track: await asyncio.to_thread(writer.close) for track, writer in self._writers.items()
+        }
         self._result = Recordings(
             user_url=urls.get("user"),
             bot_url=urls.get("bot"),
