@@ -82,11 +82,10 @@ async def test_an_early_answer_gets_the_note_in_its_own_copy_of_the_context():
     assert other.get_messages() == [{"role": "user", "content": "not this session's"}]
 
 
-async def test_the_note_is_a_developer_message_and_replaces_one_kept_as_a_system_message():
-    # Notes were system messages before; such a context gets one developer note instead.
+async def test_the_note_is_a_developer_message_that_replaces_the_last_one():
     context = LLMContext(
         messages=[
-            {"role": "system", "content": f"{NOTE_PREFIX} old"},
+            {"role": "developer", "content": f"{NOTE_PREFIX} old"},
             {"role": "user", "content": "morning"},
         ]
     )
