@@ -142,6 +142,10 @@ class LoopbackInput(BaseInputTransport):
         frame_bytes = int(rate * FRAME_S) * 2
         silence = bytes(frame_bytes)
         started = time.monotonic()
+        phase = self._transport.mic_phase_s
+        if phase is not None:
+            # Frames end on the machine's 20 ms grid, shifted by the phase.
+            started = (started // FRAME_S) * FRAME_S + phase % FRAME_S
         sent = 0
         while True:
             sent += 1
@@ -223,6 +227,7 @@ class LoopbackTransport(BaseTransport):
         identity: str = "person",
         params: TransportParams | None = None,
         quiet_after_s: float = 0.4,
+        mic_phase_s: float | None = None,
         name: str | None = None,
     ):
         """Create the transport.
@@ -231,6 +236,9 @@ class LoopbackTransport(BaseTransport):
             identity: The person's identity (the session's user).
             params: Audio in and out are enabled whatever is given.
             quiet_after_s: The bot's answer is over when no audio has come for this long.
+            mic_phase_s: Where in each 20 ms of the machine's monotonic clock (the same in
+                every process) the microphone's frames are captured. None: from when the
+                input starts, so sessions started together capture together.
             name: The transport's name.
         """
         super().__init__(name=name)
@@ -241,6 +249,7 @@ class LoopbackTransport(BaseTransport):
         self._params = params
         self._identity = identity
         self._quiet_after_s = quiet_after_s
+        self.mic_phase_s = mic_phase_s
         self._input: LoopbackInput | None = None
         self._output: LoopbackOutput | None = None
         self._topics: dict[str, DataHandler] = {}

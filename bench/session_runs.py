@@ -64,7 +64,7 @@ from pipecat.workers.runner import WorkerRunner
 
 import bot
 import prompts
-from bench.loopback_transport import PHASES, LoopbackTransport, SpokenTurn, TurnTiming
+from bench.loopback_transport import FRAME_S, PHASES, LoopbackTransport, SpokenTurn, TurnTiming
 from frames.quests import QuestDraftFrame
 from processors.partial_quests import PartialQuestDetector
 from services.factory import build_llm, build_stt
@@ -247,6 +247,18 @@ def bench_settings(services: Services, slot: int, kind: str) -> Settings:
     return settings
 
 
+def mic_phase_s(slot: int) -> float:
+    """Where in the 20 ms frame the microphone of `slot` captures, the same for every kind.
+
+    People's microphones tick independently. Left to when each pipeline starts, the phases
+    would depend on the kind: bare's sessions start within a millisecond of each other and
+    their microphones would tick together, a few wake-ups of the event loop serving every
+    session, while KANE's start over tens of milliseconds. The golden ratio's sequence spreads
+    any run of consecutive slots (a shard's share of a round) evenly over the frame.
+    """
+    return (slot * 0.6180339887498949) % 1.0 * FRAME_S
+
+
 class BenchSession:
     """One session of the benchmark: build it, start it, let the person talk, end it."""
 
@@ -272,7 +284,7 @@ class BenchSession:
         self.slot = slot
         self.session_id = str(uuid.uuid4())
         self.user_id = f"bench-{slot}"
-        self.transport = LoopbackTransport(identity=self.user_id)
+        self.transport = LoopbackTransport(identity=self.user_id, mic_phase_s=mic_phase_s(slot))
         self.stopwatch = Stopwatch()
         self._settings = bench_settings(services, slot, kind)
         self._task: asyncio.Task | None = None
