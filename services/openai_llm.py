@@ -117,7 +117,7 @@ class SharedClientOpenAILLMService(OpenAILLMService):
             if isinstance(value, _UNSET):
                 continue
             if name in _REQUEST_OPTIONS:
-                if value is not None:
+                if value is not None or name == "timeout":  # a None timeout: none at all
                     options[_REQUEST_OPTIONS[name]] = value
             else:
                 body[name] = value
