@@ -1,4 +1,5 @@
 import asyncio
+import time
 
 from pipecat.frames.frames import (
     ErrorFrame,
@@ -12,13 +13,14 @@ from pipecat.tests.utils import SleepFrame, run_test
 
 from emotion.analyzer import AnalyzerFailed, EmotionEstimate
 from frames.emotion import EmotionFrame, ToneFrame
-from processors.emotion import NOTE_PREFIX, EmotionStage
+from processors.emotion import NOTE_PREFIX, EmotionParams, EmotionStage
 
 
 class ScriptedAnalyzer:
     def __init__(self, name, labels, *, fail=False, delay=0.0):
         self.name, self.labels, self.fail, self.delay = name, list(labels), fail, delay
         self.turns, self.fed, self.closed = [], 0, False
+        self.called_at: list[float] = []
 
     async def start(self):
         pass
@@ -28,6 +30,7 @@ class ScriptedAnalyzer:
 
     async def analyze_turn(self, turn):
         self.turns.append(turn)
+        self.called_at.append(time.monotonic())
         await asyncio.sleep(self.delay)
         if self.fail:
             raise AnalyzerFailed("connection dropped")
@@ -98,3 +101,12 @@ async def test_a_slow_analyzer_costs_the_conversation_nothing():
     assert sorted(type(f).__name__ for f in down[:5]) == sent
     assert isinstance(down[-1], EmotionFrame) or any(isinstance(f, EmotionFrame) for f in down)
     assert loop.time() - started < 2.0
+
+
+async def test_a_turns_estimate_starts_once_its_llm_request_has_gone_out():
+    waited, at_once = ScriptedAnalyzer("local", ["calm"]), ScriptedAnalyzer("local", ["calm"])
+    for analyzer, after in ((waited, 0.05), (at_once, 0.0)):
+        stage = EmotionStage(analyzers=[analyzer], params=EmotionParams(after_turn_s=after))
+        await run_test(stage, frames_to_send=turn("hello"), send_end_frame=True)
+    assert waited.called_at[0] - waited.turns[0].ended_at >= 0.05
+    assert at_once.called_at[0] - at_once.turns[0].ended_at < 0.05
