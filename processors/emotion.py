@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import dataclass
 
 from loguru import logger
 from pipecat.frames.frames import (
@@ -18,6 +17,7 @@ from pipecat.frames.frames import (
 )
 from pipecat.processors.aggregators.llm_context import LLMContext
 from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
+from pydantic import BaseModel, ConfigDict, Field
 
 from emotion.analyzer import AnalyzerFailed, EmotionAnalyzer, EmotionEstimate, TurnAudio
 from emotion.delivery import context_note, tone_for
@@ -28,8 +28,7 @@ from tap.payloads import transcript_confidence
 NOTE_PREFIX = "[emotion]"
 
 
-@dataclass
-class EmotionParams:
+class EmotionParams(BaseModel):
     """When the stage speaks up.
 
     Parameters:
@@ -45,12 +44,14 @@ class EmotionParams:
             spoken, ~0.6 s later, and its note by the next turn.
     """
 
-    change_threshold: float = 0.25
-    within_turn_every_s: float = 10.0
-    pre_roll_s: float = 0.5
-    max_turn_s: float = 30.0
-    timeout_s: float = 5.0
-    after_turn_s: float = 0.05
+    model_config = ConfigDict(extra="forbid")
+
+    change_threshold: float = Field(default=0.25, gt=0.0, le=1.0)
+    within_turn_every_s: float = Field(default=10.0, gt=0.0)
+    pre_roll_s: float = Field(default=0.5, ge=0.0)
+    max_turn_s: float = Field(default=30.0, gt=0.0)
+    timeout_s: float = Field(default=5.0, gt=0.0)
+    after_turn_s: float = Field(default=0.05, ge=0.0, le=0.5)
 
 
 class EmotionStage(FrameProcessor):
@@ -187,7 +188,7 @@ class EmotionStage(FrameProcessor):
             await self._drop_analyzer(analyzer, e)
 
     async def _estimate(self, turn: TurnAudio, within_turn: bool) -> None:
-        if not within_turn and self._params.after_turn_s > 0:
+        if not within_turn and self._params.after_turn_s:
             await asyncio.sleep(self._params.after_turn_s)
         while self._analyzers:
             analyzer = self.analyzer

@@ -47,6 +47,10 @@ def test_an_experiment_is_a_file():
             'name = "x"\n[[stages]]\nname = "partial_quests"\nparams = { min_confidence = 7 }\n',
             "min_confidence",
         ),
+        (
+            'name = "x"\n[[stages]]\nname = "emotion"\nparams = { after_turn_s = -1 }\n',
+            "after_turn_s",
+        ),
         ('name = "x"\nsurprise = true\n', "surprise"),
         ("name = [not toml", "pipeline"),
     ],
