@@ -141,11 +141,8 @@ class LoopbackInput(BaseInputTransport):
         rate = self.sample_rate
         frame_bytes = int(rate * FRAME_S) * 2
         silence = bytes(frame_bytes)
-        started = time.monotonic()
-        phase = self._transport.mic_phase_s
-        if phase is not None:
-            # Frames end on the machine's 20 ms grid, shifted by the phase.
-            started = (started // FRAME_S) * FRAME_S + phase % FRAME_S
+        # Frames end on the machine's 20 ms grid, shifted by the transport's phase.
+        started = (time.monotonic() // FRAME_S) * FRAME_S + self._transport.mic_phase_s % FRAME_S
         sent = 0
         while True:
             sent += 1
@@ -227,7 +224,7 @@ class LoopbackTransport(BaseTransport):
         identity: str = "person",
         params: TransportParams | None = None,
         quiet_after_s: float = 0.4,
-        mic_phase_s: float | None = None,
+        mic_phase_s: float = 0.0,
         name: str | None = None,
     ):
         """Create the transport.
@@ -237,8 +234,8 @@ class LoopbackTransport(BaseTransport):
             params: Audio in and out are enabled whatever is given.
             quiet_after_s: The bot's answer is over when no audio has come for this long.
             mic_phase_s: Where in each 20 ms of the machine's monotonic clock (the same in
-                every process) the microphone's frames are captured. None: from when the
-                input starts, so sessions started together capture together.
+                every process) the microphone's frames are captured, whenever the input
+                starts; give sessions different phases, as people's microphones have.
             name: The transport's name.
         """
         super().__init__(name=name)
