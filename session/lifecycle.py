@@ -11,7 +11,7 @@ from pipecat.frames.frames import ErrorFrame
 from pipecat.pipeline.worker import PipelineWorker
 
 from session.idle import IdleWatch
-from transport.base import KaneTransport
+from transport.base import KaneTransport, drain_microphone
 
 
 @dataclass
@@ -60,6 +60,7 @@ class SessionLifecycle:
                 drain. None for no idle ending.
         """
         self._worker = worker
+        self._transport = transport
         self._user_identity = user_identity
         self._deadlines = deadlines or JoinDeadlines()
         self._bot_joined = asyncio.Event()
@@ -99,12 +100,14 @@ class SessionLifecycle:
 
         Args:
             reason: Why the session ends, for the log and the session record.
-            cancel: Stop at once instead of letting queued frames (the bot's words) drain.
+            cancel: Stop at once instead of letting queued frames (the person's last audio,
+                the bot's words) drain.
         """
         await self._settle(reason)
         if cancel:
             await self._worker.cancel(reason=reason)
         else:
+            await drain_microphone(self._transport)
             await self._worker.end(reason=reason)
 
     async def _settle(self, reason: str) -> None:

@@ -46,10 +46,13 @@ def make_tap(journal: CollectingJournal) -> FrameTap:
 
 
 class EventsOnly:
-    """A transport as far as the lifecycle sees one: somewhere to hang event handlers."""
+    """A transport as the lifecycle sees one: event handlers, and an input queueing nothing."""
 
     def __init__(self) -> None:
         self.handlers: dict[str, Callable[..., Awaitable[None]]] = {}
+
+    def input(self) -> IdentityFilter:
+        return IdentityFilter()
 
     def add_event_handler(self, event_name: str, handler: Callable[..., Awaitable[None]]) -> None:
         self.handlers[event_name] = handler

@@ -42,10 +42,13 @@ async def test_a_bot_that_cannot_join_its_room_ends_the_session_with_the_reason(
 
 
 class EventsOnly:
-    """A transport as far as the lifecycle sees one: somewhere to hang event handlers."""
+    """A transport as the lifecycle sees one: event handlers, and an input queueing nothing."""
 
     def __init__(self) -> None:
         self.handlers: dict[str, Callable[..., Awaitable[None]]] = {}
+
+    def input(self) -> IdentityFilter:
+        return IdentityFilter()
 
     def add_event_handler(self, event_name: str, handler: Callable[..., Awaitable[None]]) -> None:
         self.handlers[event_name] = handler
