@@ -87,6 +87,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     preemptive: list[dict[str, Any]] = []
     stock: list[dict[str, Any]] = []
     emotion: list[dict[str, Any]] = []
+    same: list[dict[str, Any]] = []
     profile: dict[str, Any] | None = None
     try:
         await shared.open()
@@ -141,6 +142,21 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             }
             emotion.append(study)
             print(f"  {n:>2} what the emotion stage costs: {study['emotion_cost']}", flush=True)
+        for n in args.same_levels:
+            by_kind = await _alternate(bench, ("bare", "bare_again"), n, args.rounds, args.turns)
+            study = {"sessions": n, **{k: summarize_kind(v) for k, v in by_kind.items()}}
+            study |= compare(
+                study["bare_again"],
+                study["bare"],
+                _paired(by_kind["bare_again"], by_kind["bare"]),
+            )
+            same.append(study)
+            a = study["added_ms"]
+            print(
+                f"  {n:>2} bare against itself: p50 {a['p50_ms']:+.1f}  p95 {a['p95_ms']:+.1f}"
+                f"  p99 {a['p99_ms']:+.1f} ms (paired median {a['paired_median_ms']:+.1f})",
+                flush=True,
+            )
         for n in args.stock_levels:
             by_kind = await _alternate(bench, ("stock", "bare"), n, args.rounds, args.turns)
             study = {"sessions": n, **{k: summarize_kind(v) for k, v in by_kind.items()}}
@@ -202,6 +218,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "preemptive": preemptive,
         "stock_pipecat": stock,
         "emotion_stage": emotion,
+        "bare_against_itself": same,
         "profile": profile,
     }
 
@@ -214,6 +231,7 @@ def _slots(args: argparse.Namespace) -> int:
             *args.preemptive_levels,
             *args.stock_levels,
             *args.emotion_levels,
+            *args.same_levels,
             args.profile_sessions,
             args.processes,
             1,
@@ -361,6 +379,13 @@ def main() -> int:
         default=[24],
         help="KANE with and without its emotion stage",
     )
+    parser.add_argument(
+        "--same-levels",
+        type=_levels,
+        default=[24],
+        help="bare against itself under another name: how far apart two kinds that are the"
+        " same come out (the noise floor of the added latency)",
+    )
     parser.add_argument("--quick", action="store_true", help="1, 8, 24 sessions; 1 round")
     parser.add_argument(
         "--processes",
@@ -396,6 +421,7 @@ def main() -> int:
     if args.quick:
         args.levels, args.rounds, args.turns = [1, 8, 24], 1, 3
         args.preemptive_levels, args.stock_levels, args.emotion_levels = [1], [], []
+        args.same_levels = []
     logger.remove()
     logger.add(sys.stderr, level=args.log_level)
     shape = "in this process" if args.processes == 1 else f"over {args.processes} processes"

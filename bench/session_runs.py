@@ -74,9 +74,18 @@ from services.turns import user_turn_params
 from session.archive import Archive
 from settings import Settings
 
-KINDS = ("bare", "kane", "kane_preemptive", "bare_preemptive", "stock", "kane_no_emotion")
+KINDS = (
+    "bare",
+    "kane",
+    "kane_preemptive",
+    "bare_preemptive",
+    "stock",
+    "kane_no_emotion",
+    "bare_again",
+)
 """stock: bare from Pipecat's own services and worker defaults (see the module's docstring);
-kane_no_emotion: KANE with the pipeline file `pipelines/no_emotion.toml`."""
+kane_no_emotion: KANE with the pipeline file `pipelines/no_emotion.toml`; bare_again: bare
+itself, under another name (what two kinds that are the same differ by: the noise floor)."""
 NO_EMOTION = Path(__file__).resolve().parent.parent / "pipelines" / "no_emotion.toml"
 STAGES = (
     "vad_stop",
