@@ -382,7 +382,7 @@ def main() -> int:
     parser.add_argument(
         "--same-levels",
         type=_levels,
-        default=[24],
+        default=[],
         help="bare against itself under another name: how far apart two kinds that are the"
         " same come out (the noise floor of the added latency)",
     )
@@ -421,7 +421,6 @@ def main() -> int:
     if args.quick:
         args.levels, args.rounds, args.turns = [1, 8, 24], 1, 3
         args.preemptive_levels, args.stock_levels, args.emotion_levels = [1], [], []
-        args.same_levels = []
     logger.remove()
     logger.add(sys.stderr, level=args.log_level)
     shape = "in this process" if args.processes == 1 else f"over {args.processes} processes"
