@@ -96,13 +96,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         for kind in ("bare", "kane"):
             await bench.round(kind, bench.warmup_sessions, -1, 1)
         for n in args.levels:
-            by_kind = await _alternate(bench, ("bare", "kane"), n, args.rounds, args.turns)
-            level = {"sessions": n, **{k: summarize_kind(v) for k, v in by_kind.items()}}
-            level |= compare(
-                level["kane"],
-                level["bare"],
-                _paired(by_kind["kane"], by_kind["bare"]),
-            )
+            level = await _against_bare(bench, "kane", n, args.rounds, args.turns)
             levels.append(level)
             _print_level(level)
         for n in args.preemptive_levels:
@@ -143,13 +137,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             emotion.append(study)
             print(f"  {n:>2} what the emotion stage costs: {study['emotion_cost']}", flush=True)
         for n in args.same_levels:
-            by_kind = await _alternate(bench, ("bare", "bare_again"), n, args.rounds, args.turns)
-            study = {"sessions": n, **{k: summarize_kind(v) for k, v in by_kind.items()}}
-            study |= compare(
-                study["bare_again"],
-                study["bare"],
-                _paired(by_kind["bare_again"], by_kind["bare"]),
-            )
+            study = await _against_bare(bench, "bare_again", n, args.rounds, args.turns)
             same.append(study)
             a = study["added_ms"]
             print(
@@ -255,6 +243,16 @@ async def _alternate(
             print(f"  {n:>2} sessions, round {index + 1}/{rounds}: {kind} ...", flush=True)
             by_kind[kind].append(await bench.round(kind, n, index, turns, unfinished=unfinished))
     return by_kind
+
+
+async def _against_bare(
+    bench: Rounds, kind: str, n: int, rounds: int, turns: int
+) -> dict[str, Any]:
+    """Rounds of bare and `kind`, alternating; each summarized, and `kind`'s added latency."""
+    by_kind = await _alternate(bench, ("bare", kind), n, rounds, turns)
+    summaries = {k: summarize_kind(v) for k, v in by_kind.items()}
+    added = compare(summaries[kind], summaries["bare"], _paired(by_kind[kind], by_kind["bare"]))
+    return {"sessions": n, **summaries, **added}
 
 
 def _paired(kane: list[RoundResult], bare: list[RoundResult]) -> list[float]:
