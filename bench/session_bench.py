@@ -22,8 +22,10 @@ answer (and a short pause) before the next turn.
 
 Per turn: voice-to-voice latency (the person stops speaking -> the first of the bot's voice
 handed to the transport); KANE's added latency is KANE's quantile minus bare's at the same
-level, from the same run. Per KANE session: draft latency (transcript leaves the STT -> its
-`quest_draft` handed to the transport), partial transcript latency likewise. Per round: CPU
+level, from the same run; `--same-levels` runs bare against itself the same way, which
+says how far apart two kinds that are the same come out (the noise floor). Per KANE
+session: draft latency (transcript leaves the STT -> its `quest_draft` handed to the
+transport), partial transcript latency likewise. Per round: CPU
 (% of one core per session, the session processes summed; Postgres and the emulators apart),
 RSS per session (the processes' growth summed), journal events per second and backlog, and
 an accounting that nothing was lost: journal rows == events the taps wrote, phone messages
