@@ -100,9 +100,7 @@ async def drain_microphone(transport: KaneTransport, timeout_s: float = MICROPHO
     source = transport.input()
     if not isinstance(source, BaseInputTransport) or source._audio_task is None:
         return True
-    queue = getattr(source, "_audio_in_queue", None)  # made with the audio task
-    if not isinstance(queue, asyncio.Queue):
-        return True
+    queue = source._audio_in_queue  # made with the audio task
     try:
         await asyncio.wait_for(queue.join(), timeout_s)
     except TimeoutError:
