@@ -20,7 +20,12 @@ class Node:
 def test_the_startup_heap_is_frozen_and_later_cycles_are_still_collected(unfrozen_after):
     kept = Node()
     frozen = freeze_startup_heap()
-    assert frozen == gc.get_freeze_count() > 0
+    # Frozen objects are still freed by reference counting, and other threads of the test
+    # process (earlier tests' executors) may drop a few between the two reads: the count
+    # can only have fallen, and by next to nothing.
+    now = gc.get_freeze_count()
+    assert 0 < now <= frozen
+    assert frozen - now < 100
     assert not any(o is kept for o in gc.get_objects())  # out of every collection
 
     # A session's objects (made after start-up) still have their cycles collected.
