@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Protocol, runtime_checkable
+from typing import Protocol, TypeGuard, runtime_checkable
 
 from pipecat.frames.frames import Frame, InputAudioRawFrame
-from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
+from pipecat.processors.frame_processor import FrameCallback, FrameDirection, FrameProcessor
 
 
 @runtime_checkable
@@ -16,6 +16,22 @@ class MicListener(Protocol):
     def hear(self, frame: InputAudioRawFrame) -> None:
         """Take one frame of the person's audio; must not wait and must not raise."""
         ...
+
+
+def is_mic_audio(
+    frame: Frame, direction: FrameDirection, callback: FrameCallback | None = None
+) -> TypeGuard[InputAudioRawFrame]:
+    """Whether a frame queued to a processor is the person's audio on its way down.
+
+    The processors that take the microphone's frames out of the way handle them in
+    `queue_frame`, ahead of Pipecat's processing of a frame; a frame queued with a callback
+    goes the usual way, so its callback runs.
+    """
+    return (
+        isinstance(frame, InputAudioRawFrame)
+        and direction == FrameDirection.DOWNSTREAM
+        and callback is None
+    )
 
 
 class MicLane(FrameProcessor):
@@ -52,14 +68,28 @@ class MicLane(FrameProcessor):
         self._listeners = tuple(listeners)
         self._aggregator = aggregator
 
-    async def process_frame(self, frame: Frame, direction: FrameDirection):
-        """Take the person's audio past the stages; pass every other frame on."""
-        await super().process_frame(frame, direction)
-        if isinstance(frame, InputAudioRawFrame) and direction == FrameDirection.DOWNSTREAM:
+    async def queue_frame(
+        self,
+        frame: Frame,
+        direction: FrameDirection = FrameDirection.DOWNSTREAM,
+        callback: FrameCallback | None = None,
+    ):
+        """Take the person's audio past the stages as STT pushes it; queue every other frame.
+
+        The audio is handled here, before Pipecat's processing of a frame (its event handlers,
+        `process_frame`, the observers' reports): a lane that only hands a frame on needs none
+        of it, and this runs 50 times a second in STT's task.
+        """
+        if is_mic_audio(frame, direction, callback):
             for listener in self._listeners:
                 listener.hear(frame)
             await self._aggregator.queue_frame(frame, direction)
             return
+        await super().queue_frame(frame, direction, callback)
+
+    async def process_frame(self, frame: Frame, direction: FrameDirection):
+        """Pass every frame on (the person's audio never gets here, see `queue_frame`)."""
+        await super().process_frame(frame, direction)
         await self.push_frame(frame, direction)
 
 

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from pipecat.frames.frames import Frame, InputAudioRawFrame
-from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
+from pipecat.frames.frames import Frame
+from pipecat.processors.frame_processor import FrameCallback, FrameDirection, FrameProcessor
 
+from processors.mic_lane import is_mic_audio
 from processors.recorder import AudioRecorder
 
 
@@ -29,11 +30,24 @@ class UserAudioStop(FrameProcessor):
         super().__init__(**kwargs)
         self._recorder = recorder
 
-    async def process_frame(self, frame: Frame, direction: FrameDirection):
-        """Hand the person's audio to the recorder; pass every other frame on."""
-        await super().process_frame(frame, direction)
-        if isinstance(frame, InputAudioRawFrame) and direction == FrameDirection.DOWNSTREAM:
+    async def queue_frame(
+        self,
+        frame: Frame,
+        direction: FrameDirection = FrameDirection.DOWNSTREAM,
+        callback: FrameCallback | None = None,
+    ):
+        """Hand the person's audio to the recorder as it arrives; queue every other frame.
+
+        Like `MicLane`, ahead of Pipecat's processing of a frame: 50 frames a second in the
+        user aggregator's task, that stop here.
+        """
+        if is_mic_audio(frame, direction, callback):
             if self._recorder is not None:
                 await self._recorder.add_user_audio(frame)
             return
+        await super().queue_frame(frame, direction, callback)
+
+    async def process_frame(self, frame: Frame, direction: FrameDirection):
+        """Pass every frame on (the person's audio never gets here, see `queue_frame`)."""
+        await super().process_frame(frame, direction)
         await self.push_frame(frame, direction)
