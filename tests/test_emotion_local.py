@@ -182,9 +182,12 @@ def test_five_second_turn_costs_under_20_ms():
     assert min(costs) < 0.020
 
 
-@pytest.mark.parametrize("f0", [70.0, 120.0, 220.0, 400.0])
-def test_pitch_tracker_follows_a_harmonic_tone(f0):
-    t = np.arange(2 * RATE) / RATE
+@pytest.mark.parametrize(
+    ("f0", "seconds"), [(70.0, 2), (120.0, 2), (220.0, 2), (400.0, 2), (120.0, 7)]
+)
+def test_pitch_tracker_follows_a_harmonic_tone(f0, seconds):
+    # 7 s is ~700 frames: the tracker takes them in blocks, and every block is tracked.
+    t = np.arange(seconds * RATE) / RATE
     vibrato = 1 + 0.05 * np.sin(2 * np.pi * 3 * t)  # ±5 %, 0.61 semitones std
     phase = 2 * np.pi * np.cumsum(f0 * vibrato) / RATE
     tone = sum(np.sin(k * phase) / k for k in range(1, 8)) * 0.1
@@ -192,6 +195,7 @@ def test_pitch_tracker_follows_a_harmonic_tone(f0):
     assert prosody.pitch_hz == pytest.approx(f0, rel=0.02)
     assert prosody.pitch_var == pytest.approx(0.61, abs=0.1)
     assert prosody.pause_count == 0
+    assert prosody.voiced_s == pytest.approx(seconds, abs=0.1)
 
 
 def test_48_khz_audio_reads_like_16_khz():
