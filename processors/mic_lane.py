@@ -62,8 +62,9 @@ class MicLane(FrameProcessor):
             aggregator: Where the audio goes next: the user aggregator, below the stages.
             **kwargs: Passed on to `FrameProcessor`.
         """
-        # Direct mode: frames are handled in the task that pushes them (no queue, no task).
-        kwargs.setdefault("enable_direct_mode", True)
+        # Direct mode, always: every frame is handled in the task that pushes it (no queue, no
+        # task), so the audio taken in `queue_frame` keeps its place among the other frames.
+        kwargs["enable_direct_mode"] = True
         super().__init__(**kwargs)
         self._listeners = tuple(listeners)
         self._aggregator = aggregator

@@ -25,8 +25,9 @@ class UserAudioStop(FrameProcessor):
             recorder: Records the person's track; None when the session is not kept.
             **kwargs: Passed on to `FrameProcessor`.
         """
-        # Direct mode: the frame is handled in the task that pushed it (no queue, no task).
-        kwargs.setdefault("enable_direct_mode", True)
+        # Direct mode, always: every frame is handled in the task that pushes it (no queue, no
+        # task), so the audio taken in `queue_frame` keeps its place among the other frames.
+        kwargs["enable_direct_mode"] = True
         super().__init__(**kwargs)
         self._recorder = recorder
 
