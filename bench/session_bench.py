@@ -257,10 +257,11 @@ async def _against_bare(
     return {"sessions": n, **summaries, **added}
 
 
-def _paired(kane: list[RoundResult], bare: list[RoundResult]) -> list[float]:
+def _paired(kind: list[RoundResult], base: list[RoundResult]) -> list[float]:
+    """Turn by turn, `kind`'s latency less `base`'s, over rounds paired by their index."""
     differences = []
-    by_index = sorted(bare, key=lambda r: r.index)
-    for k, b in zip(sorted(kane, key=lambda r: r.index), by_index, strict=True):
+    by_index = sorted(base, key=lambda r: r.index)
+    for k, b in zip(sorted(kind, key=lambda r: r.index), by_index, strict=True):
         differences += paired_differences_ms(k.outcomes, b.outcomes)
     return differences
 

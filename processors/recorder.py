@@ -230,7 +230,7 @@ class AudioRecorder(FrameProcessor):
         """Record audio frames; pass on every frame but KANE's played audio."""
         await super().process_frame(frame, direction)
         if isinstance(frame, InputAudioRawFrame):
-            await self.add_user_audio(frame)
+            self.add_user_audio(frame)
         elif isinstance(frame, OutputAudioRawFrame) and direction == FrameDirection.DOWNSTREAM:
             self._add_bot(frame)
             if self._keep_bot_audio:
@@ -240,8 +240,11 @@ class AudioRecorder(FrameProcessor):
             self._finish_tracks()
         await self.push_frame(frame, direction)
 
-    async def add_user_audio(self, frame: InputAudioRawFrame) -> None:
-        """Record the person's audio handed over by `UserAudioStop` (it does not reach here)."""
+    def add_user_audio(self, frame: InputAudioRawFrame) -> None:
+        """Record the person's audio handed over by `UserAudioStop` (it does not reach here).
+
+        Never waits: it runs for every frame of the microphone, in the aggregator's task.
+        """
         run = self._user_run
         if run is None or frame.sample_rate != run.rate:
             run = self._user_run = self._new_run(frame.sample_rate, self._user_len)

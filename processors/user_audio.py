@@ -44,7 +44,7 @@ class UserAudioStop(FrameProcessor):
         """
         if is_mic_audio(frame, direction, callback):
             if self._recorder is not None:
-                await self._recorder.add_user_audio(frame)
+                self._recorder.add_user_audio(frame)
             return
         await super().queue_frame(frame, direction, callback)
 
