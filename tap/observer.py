@@ -21,7 +21,7 @@ from storage.journal import JournalEvent, JournalWriter
 from tap.conversation import ConversationLog
 from tap.payloads import frame_payload
 from tap.phone import PhoneLink
-from tap.translate import PhoneTranslator
+from tap.translate import PhoneTranslator, may_be_shown
 
 _DIRECTIONS = {FrameDirection.DOWNSTREAM: "down", FrameDirection.UPSTREAM: "up"}
 # A tuple, not a union: isinstance is quicker with one, and it runs on every push.
@@ -38,9 +38,9 @@ class FrameTapParams(BaseModel):
     """Settings of the tap.
 
     Parameters:
-        batch_delay_s: How long after a frame's push the tap journals it and tells the phone.
-            The work is done in batches, off the frames' path; phone messages leave this
-            much later than their frame.
+        batch_delay_s: How long after a frame's push the tap journals it. The work is done
+            in batches, off the frames' path; a frame the phone may hear of has its batch
+            on the loop's next turn instead.
         batch_size: Most frames handled in one go; the rest follow on the next turn of the
             event loop, so a burst never holds the loop for long.
         watch_s: While frames keep leaving the pipeline, a batch is timed when one leaves
@@ -67,7 +67,9 @@ class FrameTap(BaseObserver):
     tap (`flush`, `record`, `events`, `conversation`). Setting a timer costs more than the
     rest of the note, so it is kept off the path: while frames keep leaving the pipeline
     (`frame_left`), the batch's timer is set as one leaves; only a push into a quiet
-    pipeline sets it itself.
+    pipeline sets it itself. A frame the phone may hear of (a transcript, a quest draft, the
+    bot's state; see `may_be_shown`) is not kept waiting: its batch runs on the loop's next
+    turn, so the message is on its way within one turn of the loop after the push.
 
     The batch reads the frames a millisecond or so after their push. That is safe because
     a pushed frame is not changed: Pipecat's services and KANE's processors set a frame's
@@ -114,6 +116,7 @@ class FrameTap(BaseObserver):
         self._sweep_at = _SWEEP_MIN
         self._loop: asyncio.AbstractEventLoop | None = None
         self._batch: asyncio.Handle | None = None
+        self._batch_is_soon = False  # `_batch` is due on the loop's next turn, not a timer
         # Set while frames are leaving the pipeline; `_left` since the last check.
         self._watch: asyncio.TimerHandle | None = None
         self._left = False
@@ -161,7 +164,7 @@ class FrameTap(BaseObserver):
         """
         self._left = True
         if self._pending and self._batch is None:
-            self._batch = self._event_loop().call_later(self._params.batch_delay_s, self._run_batch)
+            self._batch_later()
         if self._watch is None:
             self._watch = self._event_loop().call_later(self._params.watch_s, self._check)
 
@@ -187,11 +190,11 @@ class FrameTap(BaseObserver):
                 return
             self._seen[frame.id] = frame
             self._pending.append((data, time.monotonic_ns()))
+            if self._phone is not None and may_be_shown(frame):
+                self._batch_soon()
             # While frames are leaving, the next one to leave sets the timer.
-            if self._batch is None and self._watch is None:
-                self._batch = self._event_loop().call_later(
-                    self._params.batch_delay_s, self._run_batch
-                )
+            elif self._batch is None and self._watch is None:
+                self._batch_later()
         except Exception as e:
             # Raising here would keep the frame from its next processor.
             logger.error(f"{self}: push of {type(frame).__name__} not noted: {e}")
@@ -211,11 +214,24 @@ class FrameTap(BaseObserver):
         if self._pending and self._batch is None:
             self._run_batch()
 
+    def _batch_later(self) -> None:
+        self._batch = self._event_loop().call_later(self._params.batch_delay_s, self._run_batch)
+        self._batch_is_soon = False
+
+    def _batch_soon(self) -> None:
+        """Have the batch run on the loop's next turn rather than when its timer says."""
+        if self._batch is not None:
+            if self._batch_is_soon:
+                return
+            self._batch.cancel()
+        self._batch = self._event_loop().call_soon(self._run_batch)
+        self._batch_is_soon = True
+
     def _run_batch(self) -> None:
         self._batch = None
         self._handle(self._params.batch_size)
         if self._pending:
-            self._batch = self._event_loop().call_soon(self._run_batch)
+            self._batch_soon()
 
     def _handle(self, count: int) -> None:
         pending = self._pending

@@ -55,6 +55,17 @@ _TRANSLATED = (
 )
 
 
+def may_be_shown(frame: Frame) -> bool:
+    """Whether the phone may hear of `frame` (a quick check on the type; no translation).
+
+    The tap hands such a frame on at once rather than with its next batch: the person is
+    looking at the screen for it (a transcript, a quest draft, the bot's state).
+    """
+    if type(frame) in _STATE_AFTER:
+        return True
+    return isinstance(frame, _TRANSLATED) and not isinstance(frame, TTSTextFrame)
+
+
 class PhoneTranslator:
     """Turns the frames of a session into the messages of the phone protocol.
 

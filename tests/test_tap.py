@@ -310,6 +310,22 @@ async def test_the_phone_hears_within_milliseconds_without_anyone_asking():
     assert phone.sent_at[0] - pushed_at < 0.05
 
 
+async def test_what_the_phone_shows_goes_on_the_next_turn_of_the_loop_the_rest_waits():
+    journal, phone = CollectingJournal(), CollectingPhone()
+    # Slow timers: only the next turn of the loop may bring the draft's batch.
+    params = FrameTapParams(batch_delay_s=0.02, watch_s=0.1)
+    tap = FrameTap(session_id=SESSION, journal=journal, phone=phone, params=params)
+    tap.see(pushed(TextFrame("not shown")))
+    await asyncio.sleep(0)
+    assert journal.events == []  # batched later, off the frames' path
+    tap.see(pushed(QuestDraftFrame(draft_id="d-1", title="Ship it", kind="main", confidence=0.7)))
+    tap.see(pushed(TextFrame("after the draft")))
+    assert phone.sent == []  # never on the path itself
+    await asyncio.sleep(0)
+    assert [type(m) for m in phone.sent] == [QuestDraft]
+    assert [e.kind for e in journal.events] == ["TextFrame", "QuestDraftFrame", "TextFrame"]
+
+
 async def test_a_frame_that_leaves_reaches_the_phone_within_milliseconds():
     journal, phone = CollectingJournal(), CollectingPhone()
     # A slow watch: the frame leaving the pipeline, not the watch, must bring the batch.
