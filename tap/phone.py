@@ -33,6 +33,10 @@ from transport.base import KaneTransport
 TRANSCRIPTION_TOPIC = "lk.transcription"
 AGENT_STATE_ATTRIBUTE = "lk.agent.state"
 
+# What also goes out as LiveKit's conventions: transcripts as text streams, the state as an
+# attribute.
+_FOLLOWED_BY_LIVEKIT = (BotState, PartialTranscript, FinalTranscript, BotResponse)
+
 JournalHook = Callable[[str, dict[str, Any]], None]
 FrameHook = Callable[[Frame], Awaitable[None]]
 UiHook = Callable[[int, str, dict[str, Any]], Awaitable[None]]
@@ -44,7 +48,9 @@ class PhoneLink:
     Outgoing messages are queued without waiting and sent in order by one task, each as a
     protocol envelope on the `kane` topic; transcripts also go out on LiveKit's
     `lk.transcription` text stream and the bot's state as its `lk.agent.state` attribute,
-    so stock LiveKit clients follow along. Incoming packets are validated: a bad one is
+    so stock LiveKit clients follow along. Those go in order by a second task: a text stream
+    takes three round trips to LiveKit, and a quest draft must not wait for the partial
+    transcript's stream before it. Incoming packets are validated: a bad one is
     answered with an `error` message and journaled, a stranger's is ignored, and a good one
     is journaled, stored and pushed into the pipeline as a frame.
     """
@@ -77,7 +83,8 @@ class PhoneLink:
         self._store_ui = store_ui
         self._outbox = Outbox(session_id)
         self._queue: asyncio.Queue[ServerData | None] = asyncio.Queue()
-        self._sender: asyncio.Task | None = None
+        self._conventions: asyncio.Queue[ServerData | None] = asyncio.Queue()
+        self._senders: list[asyncio.Task] = []
         self._user_segment = 0
         self._bot_segment = 0
         self._strangers: set[str] = set()
@@ -88,30 +95,47 @@ class PhoneLink:
 
     def start(self) -> None:
         """Start sending."""
-        self._sender = asyncio.create_task(self._send_loop(), name=f"kane-phone-{self._session_id}")
+        name = f"kane-phone-{self._session_id}"
+        self._senders = [
+            asyncio.create_task(self._send_loop(), name=name),
+            asyncio.create_task(self._convention_loop(), name=f"{name}-livekit"),
+        ]
 
     def send(self, data: ServerData) -> None:
         """Queue a message for the phone (never waits)."""
         self._queue.put_nowait(data)
+        if isinstance(data, _FOLLOWED_BY_LIVEKIT):
+            self._conventions.put_nowait(data)
 
     async def close(self, timeout_s: float = 3.0) -> None:
         """Send what is queued, then stop."""
-        if self._sender is None:
+        if not self._senders:
             return
         self._queue.put_nowait(None)
-        try:
-            await asyncio.wait_for(self._sender, timeout_s)
-        except TimeoutError:
-            logger.warning(f"{self}: {self._queue.qsize()} messages not sent before the end")
-        self._sender = None
+        self._conventions.put_nowait(None)
+        _, late = await asyncio.wait(self._senders, timeout=timeout_s)
+        if late:
+            logger.warning(
+                f"{self}: {self._queue.qsize() + self._conventions.qsize()} messages not sent"
+                " before the end"
+            )
+            for sender in late:
+                sender.cancel()
+        self._senders = []
 
     async def _send_loop(self) -> None:
         while (data := await self._queue.get()) is not None:
             try:
                 await self._transport.publish(self._outbox.pack(data), topic=TOPIC)
-                await self._follow_livekit_conventions(data)
             except Exception as e:
                 logger.warning(f"{self}: {data.type} not sent: {e}")
+
+    async def _convention_loop(self) -> None:
+        while (data := await self._conventions.get()) is not None:
+            try:
+                await self._follow_livekit_conventions(data)
+            except Exception as e:
+                logger.warning(f"{self}: {data.type} not sent as LiveKit's convention: {e}")
 
     async def _follow_livekit_conventions(self, data: ServerData) -> None:
         if isinstance(data, BotState):
