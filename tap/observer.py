@@ -20,7 +20,7 @@ from pydantic import BaseModel, Field
 from storage.journal import JournalEvent, JournalWriter
 from tap.conversation import ConversationLog
 from tap.payloads import frame_payload
-from tap.phone import PhoneLink
+from tap.phone import PhoneLink, SenderCall
 from tap.translate import PhoneTranslator, may_be_shown
 
 _DIRECTIONS = {FrameDirection.DOWNSTREAM: "down", FrameDirection.UPSTREAM: "up"}
@@ -68,8 +68,8 @@ class FrameTap(BaseObserver):
     rest of the note, so it is kept off the path: while frames keep leaving the pipeline
     (`frame_left`), the batch's timer is set as one leaves; only a push into a quiet
     pipeline sets it itself. A frame the phone may hear of (a transcript, a quest draft, the
-    bot's state; see `may_be_shown`) is not kept waiting: its batch runs on the loop's next
-    turn, so the message is on its way within one turn of the loop after the push.
+    bot's state; see `may_be_shown`) is not kept waiting: the phone's sender runs its batch
+    on its next turn and sends the message then, one turn of the loop after the push.
 
     The batch reads the frames a millisecond or so after their push. That is safe because
     a pushed frame is not changed: Pipecat's services and KANE's processors set a frame's
@@ -115,7 +115,7 @@ class FrameTap(BaseObserver):
         self._seen: dict[int, Frame | weakref.ref[Frame]] = {}
         self._sweep_at = _SWEEP_MIN
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._batch: asyncio.Handle | None = None
+        self._batch: asyncio.Handle | SenderCall | None = None
         self._batch_is_soon = False  # `_batch` is due on the loop's next turn, not a timer
         # Set while frames are leaving the pipeline; `_left` since the last check.
         self._watch: asyncio.TimerHandle | None = None
@@ -219,12 +219,18 @@ class FrameTap(BaseObserver):
         self._batch_is_soon = False
 
     def _batch_soon(self) -> None:
-        """Have the batch run on the loop's next turn rather than when its timer says."""
+        """Have the batch run on the loop's next turn rather than when its timer says.
+
+        With a phone, the phone's sender runs it, and sends its messages in the same turn.
+        """
         if self._batch is not None:
             if self._batch_is_soon:
                 return
             self._batch.cancel()
-        self._batch = self._event_loop().call_soon(self._run_batch)
+        if self._phone is None:
+            self._batch = self._event_loop().call_soon(self._run_batch)
+        else:
+            self._batch = self._phone.call_soon(self._run_batch, within_s=self._params.watch_s)
         self._batch_is_soon = True
 
     def _run_batch(self) -> None:

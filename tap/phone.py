@@ -42,6 +42,36 @@ FrameHook = Callable[[Frame], Awaitable[None]]
 UiHook = Callable[[int, str, dict[str, Any]], Awaitable[None]]
 
 
+class SenderCall:
+    """A call the phone's sender makes on its next turn, or the loop after a while.
+
+    Whichever comes first makes it, once; `cancel` stops both, as a loop's handle does.
+    """
+
+    __slots__ = ("_callback", "_timer")
+
+    def __init__(
+        self, callback: Callable[[], None], loop: asyncio.AbstractEventLoop, within_s: float
+    ):
+        self._callback: Callable[[], None] | None = callback
+        self._timer = loop.call_later(within_s, self) if within_s > 0 else loop.call_soon(self)
+
+    def cancel(self) -> None:
+        """Do not make the call."""
+        self._callback = None
+        self._timer.cancel()
+
+    def __call__(self) -> None:
+        """Make the call, unless it was made or cancelled."""
+        callback, self._callback = self._callback, None
+        self._timer.cancel()
+        if callback is not None:
+            try:
+                callback()
+            except Exception as e:
+                logger.error(f"{callback} failed: {e}")
+
+
 class PhoneLink:
     """Talks with the person's phone over the room's data channel.
 
@@ -82,7 +112,8 @@ class PhoneLink:
         self._push_frame = push_frame
         self._store_ui = store_ui
         self._outbox = Outbox(session_id)
-        self._queue: asyncio.Queue[ServerData | None] = asyncio.Queue()
+        self._queue: asyncio.Queue[ServerData | SenderCall | None] = asyncio.Queue()
+        self._closing = False
         self._conventions: asyncio.Queue[ServerData | None] = asyncio.Queue()
         self._senders: list[asyncio.Task] = []
         self._user_segment = 0
@@ -107,10 +138,33 @@ class PhoneLink:
         if isinstance(data, _FOLLOWED_BY_LIVEKIT):
             self._conventions.put_nowait(data)
 
+    def call_soon(self, callback: Callable[[], None], *, within_s: float) -> SenderCall:
+        """Have the sender call `callback` on its next turn, and send what it queues then.
+
+        The tap's batch for a frame the phone shows is run this way: what it sends leaves in
+        the same turn of the loop, rather than a turn after a callback of its own. Should
+        the sender still be busy (a packet in flight) after `within_s`, the loop calls
+        `callback` instead; before the link starts and once it closes, the loop calls it at once.
+
+        Args:
+            callback: What to call (it must not raise).
+            within_s: How long the call may wait for the sender.
+
+        Returns:
+            The call, to cancel.
+        """
+        loop = asyncio.get_running_loop()
+        if not self._senders or self._closing:
+            return SenderCall(callback, loop, 0.0)
+        call = SenderCall(callback, loop, within_s)
+        self._queue.put_nowait(call)
+        return call
+
     async def close(self, timeout_s: float = 3.0) -> None:
         """Send what is queued, then stop."""
         if not self._senders:
             return
+        self._closing = True
         self._queue.put_nowait(None)
         self._conventions.put_nowait(None)
         _, late = await asyncio.wait(self._senders, timeout=timeout_s)
@@ -122,9 +176,13 @@ class PhoneLink:
             for sender in late:
                 sender.cancel()
         self._senders = []
+        self._closing = False
 
     async def _send_loop(self) -> None:
         while (data := await self._queue.get()) is not None:
+            if isinstance(data, SenderCall):
+                data()
+                continue
             try:
                 await self._transport.publish(self._outbox.pack(data), topic=TOPIC)
             except Exception as e:

@@ -20,11 +20,14 @@ class SlowStreams:
         self.attributes: list[dict[str, str]] = []
         self.release = asyncio.Event()
         self.arrived = asyncio.Event()
+        self.packets_wait = False  # packets too wait for `release`
 
     def on_topic(self, topic, handler) -> None:
         pass
 
     async def publish(self, payload: bytes, *, topic: str) -> bool:
+        if self.packets_wait:
+            await self.release.wait()
         self.packets.append(json.loads(payload))
         self.arrived.set()
         return True
@@ -115,3 +118,43 @@ async def test_a_stream_that_never_ends_does_not_hold_the_close():
         await link.close(timeout_s=0.1)
     assert [p["type"] for p in transport.packets] == ["partial_transcript", "quest_draft"]
     assert transport.texts == []
+
+
+async def test_what_a_call_sends_leaves_on_the_senders_next_turn():
+    transport = SlowStreams()
+    link = link_to(transport)
+    link.start()
+    await asyncio.sleep(0)  # the sender is waiting
+    link.call_soon(lambda: link.send(draft()), within_s=1.0)
+    await asyncio.sleep(0)  # one turn of the loop
+    assert [p["type"] for p in transport.packets] == ["quest_draft"]
+    await link.close()
+
+
+async def test_a_busy_sender_leaves_the_call_to_the_loop_and_never_makes_it_twice():
+    transport = SlowStreams()
+    transport.packets_wait = True
+    link = link_to(transport)
+    link.start()
+    link.send(draft())  # in flight until released
+    calls: list[float] = []
+    link.call_soon(lambda: calls.append(asyncio.get_running_loop().time()), within_s=0.02)
+    await asyncio.sleep(0.2)
+    assert len(calls) == 1
+    transport.release.set()
+    await link.close()
+    assert len(calls) == 1 and len(transport.packets) == 1
+
+
+async def test_a_cancelled_call_is_not_made_and_calls_outside_the_links_life_still_are():
+    transport = SlowStreams()
+    link = link_to(transport)
+    calls: list[str] = []
+    link.call_soon(lambda: calls.append("before the start"), within_s=1.0)
+    link.start()
+    link.call_soon(lambda: calls.append("cancelled"), within_s=0.01).cancel()
+    await asyncio.sleep(0.05)
+    await link.close()
+    link.call_soon(lambda: calls.append("after the close"), within_s=1.0)
+    await asyncio.sleep(0)
+    assert calls == ["before the start", "after the close"]

@@ -66,6 +66,9 @@ class CollectingPhone:
         self.sent.append(data)
         self.sent_at.append(time.monotonic())
 
+    def call_soon(self, callback, *, within_s):
+        return asyncio.get_running_loop().call_soon(callback)
+
 
 def spoken(text: str) -> AggregatedTextFrame:
     frame = AggregatedTextFrame(text, "sentence")

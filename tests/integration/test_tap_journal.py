@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 from pipecat.frames.frames import (
@@ -46,6 +47,9 @@ class CollectingPhone:
 
     def send(self, message: object) -> None:
         self.sent.append(message)
+
+    def call_soon(self, callback: Callable[[], None], *, within_s: float) -> asyncio.Handle:
+        return asyncio.get_running_loop().call_soon(callback)
 
 
 def turn(n: int) -> list[Frame]:
