@@ -63,11 +63,13 @@ from bench.session_rounds import (
 from bench.session_shards import ShardedRounds
 from bench.session_shared import SharedServices
 from bench.session_stats import (
+    RoundPair,
     compare,
     machine,
     paired_differences_ms,
     plot,
     quantiles,
+    round_intervals,
     summarize_kind,
     voice_to_voice_ms,
 )
@@ -133,7 +135,12 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                     for key in ("p50_ms", "p95_ms", "p99_ms")
                 },
                 "paired_median_ms": round(
-                    median(_paired(by_kind["kane"], by_kind["kane_no_emotion"])), 1
+                    median(
+                        d
+                        for p in _round_pairs(by_kind["kane"], by_kind["kane_no_emotion"])
+                        for d in p.paired_ms
+                    ),
+                    1,
                 ),
             }
             emotion.append(study)
@@ -144,7 +151,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             a = study["added_ms"]
             print(
                 f"  {n:>2} bare against itself: p50 {a['p50_ms']:+.1f}  p95 {a['p95_ms']:+.1f}"
-                f"  p99 {a['p99_ms']:+.1f} ms (paired median {a['paired_median_ms']:+.1f})",
+                f"  p99 {a['p99_ms']:+.1f} ms (paired median {a['paired_median_ms']:+.1f});"
+                f" {_intervals(study)}",
                 flush=True,
             )
         for n in args.stock_levels:
@@ -253,17 +261,23 @@ async def _against_bare(
     """Rounds of bare and `kind`, alternating; each summarized, and `kind`'s added latency."""
     by_kind = await _alternate(bench, ("bare", kind), n, rounds, turns)
     summaries = {k: summarize_kind(v) for k, v in by_kind.items()}
-    added = compare(summaries[kind], summaries["bare"], _paired(by_kind[kind], by_kind["bare"]))
+    pairs = _round_pairs(by_kind[kind], by_kind["bare"])
+    added = compare(summaries[kind], summaries["bare"], [d for p in pairs for d in p.paired_ms])
+    added["added_interval_95_ms"] = round_intervals(pairs)
     return {"sessions": n, **summaries, **added}
 
 
-def _paired(kind: list[RoundResult], base: list[RoundResult]) -> list[float]:
-    """Turn by turn, `kind`'s latency less `base`'s, over rounds paired by their index."""
-    differences = []
+def _round_pairs(kind: list[RoundResult], base: list[RoundResult]) -> list[RoundPair]:
+    """`kind`'s rounds and `base`'s, paired by their index, with their turns' latencies."""
     by_index = sorted(base, key=lambda r: r.index)
-    for k, b in zip(sorted(kind, key=lambda r: r.index), by_index, strict=True):
-        differences += paired_differences_ms(k.outcomes, b.outcomes)
-    return differences
+    return [
+        RoundPair(
+            kind_ms=voice_to_voice_ms(k.outcomes),
+            base_ms=voice_to_voice_ms(b.outcomes),
+            paired_ms=paired_differences_ms(k.outcomes, b.outcomes),
+        )
+        for k, b in zip(sorted(kind, key=lambda r: r.index), by_index, strict=True)
+    ]
 
 
 async def _profile(bench: LocalRounds, n: int, turns: int) -> dict[str, Any]:
@@ -303,6 +317,14 @@ def _profile_report(profiler: Any, result: RoundResult, kind: str) -> dict[str, 
     return {"wall_s": round(wall, 1), **our_costs(profiler.last_session, root=ROOT, talk_s=wall)}
 
 
+def _intervals(level: dict[str, Any]) -> str:
+    i = level["added_interval_95_ms"]
+    if i["p50_ms"] is None:
+        return "one round: no interval"
+    (p_lo, p_hi), (m_lo, m_hi) = i["p50_ms"], i["paired_median_ms"]
+    return f"95% over rounds: p50 [{p_lo:+.1f}, {p_hi:+.1f}], paired [{m_lo:+.1f}, {m_hi:+.1f}]"
+
+
 def _print_level(level: dict[str, Any]) -> None:
     n = level["sessions"]
     for kind in ("bare", "kane"):
@@ -319,7 +341,7 @@ def _print_level(level: dict[str, Any]) -> None:
     print(
         f"  {n:>2} added p50 {a['p50_ms']:+.1f}  p95 {a['p95_ms']:+.1f}  p99 {a['p99_ms']:+.1f}"
         f" ms (paired median {a['paired_median_ms']:+.1f}); ratio p50 {r['p50']:.3f}"
-        f" p99 {r['p99']:.3f}"
+        f" p99 {r['p99']:.3f}; {_intervals(level)}"
     )
     k = level["kane"]
     d, j = k["draft"], k["journal"]

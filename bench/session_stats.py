@@ -80,6 +80,57 @@ def paired_differences_ms(
     return differences
 
 
+@dataclass(frozen=True)
+class RoundPair:
+    """A round of one kind and the round of its base with the same index, turn by turn.
+
+    Parameters:
+        kind_ms: The kind's voice-to-voice latencies.
+        base_ms: The base's.
+        paired_ms: The kind's less the base's, for the same turn of the same slot.
+    """
+
+    kind_ms: list[float]
+    base_ms: list[float]
+    paired_ms: list[float]
+
+
+def round_intervals(
+    pairs: Sequence[RoundPair], *, level: float = 0.95, resamples: int = 2000, seed: int = 0
+) -> dict[str, list[float] | None]:
+    """Intervals of the added p50 and the paired median, resampling whole rounds.
+
+    The host's load moves from round to round, so the turns of one round are not
+    independent; drawing rounds (with replacement) rather than turns keeps that in. With few
+    rounds the interval is coarse, and it says nothing of hours other than the run's.
+
+    Args:
+        pairs: The rounds, paired.
+        level: How much of the resampled statistics the interval holds.
+        resamples: How many draws.
+        seed: The draws' seed (the same run gives the same interval).
+
+    Returns:
+        `p50_ms` and `paired_median_ms`, each [low, high] in ms; None with fewer than 2 rounds.
+    """
+    if len(pairs) < 2:
+        return {"p50_ms": None, "paired_median_ms": None}
+    picks = np.random.default_rng(seed).integers(0, len(pairs), size=(resamples, len(pairs)))
+    added, paired = [], []
+    for pick in picks:
+        drawn = [pairs[i] for i in pick]
+        kind = np.concatenate([p.kind_ms for p in drawn])
+        base = np.concatenate([p.base_ms for p in drawn])
+        added.append(np.median(kind) - np.median(base))
+        differences = np.concatenate([p.paired_ms for p in drawn])
+        paired.append(np.median(differences) if differences.size else np.nan)
+    edges = [50 * (1 - level), 50 * (1 + level)]
+    return {
+        "p50_ms": [round(float(x), 1) for x in np.percentile(added, edges)],
+        "paired_median_ms": [round(float(x), 1) for x in np.nanpercentile(paired, edges)],
+    }
+
+
 @dataclass
 class Messages:
     """The phone messages of one session, decoded, with when they were handed over."""
