@@ -135,12 +135,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                     for key in ("p50_ms", "p95_ms", "p99_ms")
                 },
                 "paired_median_ms": round(
-                    median(
-                        d
-                        for p in _round_pairs(by_kind["kane"], by_kind["kane_no_emotion"])
-                        for d in p.paired_ms
-                    ),
-                    1,
+                    median(_paired(_round_pairs(by_kind["kane"], by_kind["kane_no_emotion"]))), 1
                 ),
             }
             emotion.append(study)
@@ -262,7 +257,7 @@ async def _against_bare(
     by_kind = await _alternate(bench, ("bare", kind), n, rounds, turns)
     summaries = {k: summarize_kind(v) for k, v in by_kind.items()}
     pairs = _round_pairs(by_kind[kind], by_kind["bare"])
-    added = compare(summaries[kind], summaries["bare"], [d for p in pairs for d in p.paired_ms])
+    added = compare(summaries[kind], summaries["bare"], _paired(pairs))
     added["added_interval_95_ms"] = round_intervals(pairs)
     return {"sessions": n, **summaries, **added}
 
@@ -278,6 +273,11 @@ def _round_pairs(kind: list[RoundResult], base: list[RoundResult]) -> list[Round
         )
         for k, b in zip(sorted(kind, key=lambda r: r.index), by_index, strict=True)
     ]
+
+
+def _paired(pairs: list[RoundPair]) -> list[float]:
+    """Every turn's paired difference, over the rounds."""
+    return [d for pair in pairs for d in pair.paired_ms]
 
 
 async def _profile(bench: LocalRounds, n: int, turns: int) -> dict[str, Any]:
