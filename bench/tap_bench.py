@@ -52,7 +52,7 @@ import tempfile
 import time
 import uuid
 from collections import Counter
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -144,6 +144,10 @@ class CollectingPhone:
 
     def send(self, message: Any) -> None:
         self.sent.append(message)
+
+    def call_soon(self, callback: Callable[[], None], *, within_s: float) -> asyncio.Handle:
+        """Call the tap's batch on the loop's next turn, as a link not started yet does."""
+        return asyncio.get_running_loop().call_soon(callback)
 
 
 class TimedTranslator(PhoneTranslator):
