@@ -93,6 +93,7 @@ from storage.embedded import EmbeddedPostgres
 from storage.journal import JournalWriter
 from tap.observer import FrameTap
 from tap.payloads import is_raw_media
+from tap.phone import SenderCall
 from tap.pipeline import TappedPipeline
 from tap.translate import PhoneTranslator
 
@@ -145,9 +146,9 @@ class CollectingPhone:
     def send(self, message: Any) -> None:
         self.sent.append(message)
 
-    def call_soon(self, callback: Callable[[], None], *, within_s: float) -> asyncio.Handle:
+    def call_soon(self, callback: Callable[[], None], *, within_s: float) -> SenderCall:
         """Call the tap's batch on the loop's next turn, as a link not started yet does."""
-        return asyncio.get_running_loop().call_soon(callback)
+        return SenderCall(callback, asyncio.get_running_loop(), 0.0)
 
 
 class TimedTranslator(PhoneTranslator):

@@ -115,8 +115,8 @@ class FrameTap(BaseObserver):
         self._seen: dict[int, Frame | weakref.ref[Frame]] = {}
         self._sweep_at = _SWEEP_MIN
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._batch: asyncio.Handle | SenderCall | None = None
-        self._batch_is_soon = False  # `_batch` is due on the loop's next turn, not a timer
+        # A timer (`_batch_later`), or a call due on the loop's next turn (`_batch_soon`).
+        self._batch: asyncio.TimerHandle | SenderCall | None = None
         # Set while frames are leaving the pipeline; `_left` since the last check.
         self._watch: asyncio.TimerHandle | None = None
         self._left = False
@@ -216,22 +216,20 @@ class FrameTap(BaseObserver):
 
     def _batch_later(self) -> None:
         self._batch = self._event_loop().call_later(self._params.batch_delay_s, self._run_batch)
-        self._batch_is_soon = False
 
     def _batch_soon(self) -> None:
         """Have the batch run on the loop's next turn rather than when its timer says.
 
         With a phone, the phone's sender runs it, and sends its messages in the same turn.
         """
+        if isinstance(self._batch, SenderCall):
+            return
         if self._batch is not None:
-            if self._batch_is_soon:
-                return
             self._batch.cancel()
         if self._phone is None:
-            self._batch = self._event_loop().call_soon(self._run_batch)
+            self._batch = SenderCall(self._run_batch, self._event_loop(), 0.0)
         else:
             self._batch = self._phone.call_soon(self._run_batch, within_s=self._params.watch_s)
-        self._batch_is_soon = True
 
     def _run_batch(self) -> None:
         self._batch = None

@@ -43,6 +43,7 @@ from protocol import (
     ToolCall,
 )
 from tap.observer import FrameTap, FrameTapParams
+from tap.phone import SenderCall
 from tap.pipeline import TappedPipeline
 
 SESSION = "6f1c1f5e-8d2a-4b8e-9a57-3a2f4f0c1d11"
@@ -67,7 +68,7 @@ class CollectingPhone:
         self.sent_at.append(time.monotonic())
 
     def call_soon(self, callback, *, within_s):
-        return asyncio.get_running_loop().call_soon(callback)
+        return SenderCall(callback, asyncio.get_running_loop(), 0.0)  # as a link not started
 
 
 def spoken(text: str) -> AggregatedTextFrame:

@@ -33,6 +33,7 @@ from protocol import BotState, FinalTranscript
 from storage.database import Database
 from storage.embedded import EmbeddedPostgres
 from tap.observer import FrameTap
+from tap.phone import SenderCall
 from tap.pipeline import TappedPipeline
 
 PHASE_S = 1.0  # frames flow this long before, during and after the outage
@@ -48,8 +49,8 @@ class CollectingPhone:
     def send(self, message: object) -> None:
         self.sent.append(message)
 
-    def call_soon(self, callback: Callable[[], None], *, within_s: float) -> asyncio.Handle:
-        return asyncio.get_running_loop().call_soon(callback)
+    def call_soon(self, callback: Callable[[], None], *, within_s: float) -> SenderCall:
+        return SenderCall(callback, asyncio.get_running_loop(), 0.0)  # as a link not started
 
 
 def turn(n: int) -> list[Frame]:
