@@ -21,7 +21,7 @@ from storage.journal import JournalEvent, JournalWriter
 from tap.conversation import ConversationLog
 from tap.payloads import frame_payload
 from tap.phone import PhoneLink, SenderCall
-from tap.translate import PhoneTranslator, may_be_shown
+from tap.translate import PhoneTranslator, is_quest_card
 
 _DIRECTIONS = {FrameDirection.DOWNSTREAM: "down", FrameDirection.UPSTREAM: "up"}
 # A tuple, not a union: isinstance is quicker with one, and it runs on every push.
@@ -38,8 +38,8 @@ class FrameTapParams(BaseModel):
     """Settings of the tap.
 
     Parameters:
-        batch_delay_s: How long after a frame's push the tap journals it. The work is done
-            in batches, off the frames' path; a frame the phone may hear of has its batch
+        batch_delay_s: How long after a frame's push the tap journals it and tells the phone.
+            The work is done in batches, off the frames' path; a quest card's batch comes
             on the loop's next turn instead.
         batch_size: Most frames handled in one go; the rest follow on the next turn of the
             event loop, so a burst never holds the loop for long.
@@ -67,9 +67,10 @@ class FrameTap(BaseObserver):
     tap (`flush`, `record`, `events`, `conversation`). Setting a timer costs more than the
     rest of the note, so it is kept off the path: while frames keep leaving the pipeline
     (`frame_left`), the batch's timer is set as one leaves; only a push into a quiet
-    pipeline sets it itself. A frame the phone may hear of (a transcript, a quest draft, the
-    bot's state; see `may_be_shown`) is not kept waiting: the phone's sender runs its batch
-    on its next turn and sends the message then, one turn of the loop after the push.
+    pipeline sets it itself. A quest card (a draft or a quest's change, `is_quest_card`),
+    which the person waits for while still talking, is not kept waiting: the phone's sender
+    runs its batch on its next turn and sends the message then, one turn of the loop after
+    the push. That costs the path a task's wake-up, so other frames wait for their batch.
 
     The batch reads the frames a millisecond or so after their push. That is safe because
     a pushed frame is not changed: Pipecat's services and KANE's processors set a frame's
@@ -190,7 +191,7 @@ class FrameTap(BaseObserver):
                 return
             self._seen[frame.id] = frame
             self._pending.append((data, time.monotonic_ns()))
-            if self._phone is not None and may_be_shown(frame):
+            if self._phone is not None and is_quest_card(frame):
                 self._batch_soon()
             # While frames are leaving, the next one to leave sets the timer.
             elif self._batch is None and self._watch is None:
@@ -227,7 +228,7 @@ class FrameTap(BaseObserver):
         if self._batch is not None:
             self._batch.cancel()
         if self._phone is None:
-            self._batch = SenderCall(self._run_batch, self._event_loop(), 0.0)
+            self._batch = SenderCall(self._run_batch).by_loop(self._event_loop(), 0.0)
         else:
             self._batch = self._phone.call_soon(self._run_batch, within_s=self._params.watch_s)
 

@@ -43,28 +43,37 @@ UiHook = Callable[[int, str, dict[str, Any]], Awaitable[None]]
 
 
 class SenderCall:
-    """A call the phone's sender makes on its next turn, or the loop after a while.
+    """A call the phone's sender makes on its next turn, or the loop (`by_loop`) if sooner.
 
     Whichever comes first makes it, once; `cancel` stops both, as a loop's handle does.
     """
 
     __slots__ = ("_callback", "_timer")
 
-    def __init__(
-        self, callback: Callable[[], None], loop: asyncio.AbstractEventLoop, within_s: float
-    ):
+    def __init__(self, callback: Callable[[], None]):
         self._callback: Callable[[], None] | None = callback
-        self._timer = loop.call_later(within_s, self) if within_s > 0 else loop.call_soon(self)
+        self._timer: asyncio.Handle | None = None
+
+    def by_loop(self, loop: asyncio.AbstractEventLoop, after_s: float) -> SenderCall:
+        """Have `loop` make the call after `after_s` (on its next turn for 0), unless made first.
+
+        Returns:
+            The call itself.
+        """
+        self._timer = loop.call_later(after_s, self) if after_s > 0 else loop.call_soon(self)
+        return self
 
     def cancel(self) -> None:
         """Do not make the call."""
         self._callback = None
-        self._timer.cancel()
+        if self._timer is not None:
+            self._timer.cancel()
 
     def __call__(self) -> None:
         """Make the call, unless it was made or cancelled."""
         callback, self._callback = self._callback, None
-        self._timer.cancel()
+        if self._timer is not None:
+            self._timer.cancel()
         if callback is not None:
             try:
                 callback()
@@ -116,6 +125,8 @@ class PhoneLink:
         self._closing = False
         self._conventions: asyncio.Queue[ServerData | None] = asyncio.Queue()
         self._senders: list[asyncio.Task] = []
+        # The sender waits for the queue, empty when it began to: what comes in is next.
+        self._sender_waits = False
         self._user_segment = 0
         self._bot_segment = 0
         self._strangers: set[str] = set()
@@ -142,9 +153,11 @@ class PhoneLink:
         """Have the sender call `callback` on its next turn, and send what it queues then.
 
         The tap's batch for a frame the phone shows is run this way: what it sends leaves in
-        the same turn of the loop, rather than a turn after a callback of its own. Should
-        the sender still be busy (a packet in flight) after `within_s`, the loop calls
-        `callback` instead; before the link starts and once it closes, the loop calls it at once.
+        the same turn of the loop, rather than a turn after a callback of its own. A sender
+        that waits for work is sure to make the call on its next turn; should it be busy (a
+        packet in flight, messages before the call) for `within_s`, the loop makes it
+        instead, and before the link starts and once it closes the loop makes it at once.
+        Only the busy sender's call costs a timer on the caller's path.
 
         Args:
             callback: What to call (it must not raise).
@@ -153,10 +166,11 @@ class PhoneLink:
         Returns:
             The call, to cancel.
         """
-        loop = asyncio.get_running_loop()
+        call = SenderCall(callback)
         if not self._senders or self._closing:
-            return SenderCall(callback, loop, 0.0)
-        call = SenderCall(callback, loop, within_s)
+            return call.by_loop(asyncio.get_running_loop(), 0.0)
+        if not (self._sender_waits and self._queue.empty()):
+            call.by_loop(asyncio.get_running_loop(), within_s)
         self._queue.put_nowait(call)
         return call
 
@@ -179,7 +193,12 @@ class PhoneLink:
         self._closing = False
 
     async def _send_loop(self) -> None:
-        while (data := await self._queue.get()) is not None:
+        while True:
+            self._sender_waits = self._queue.empty()
+            data = await self._queue.get()
+            self._sender_waits = False
+            if data is None:
+                return
             if isinstance(data, SenderCall):
                 data()
                 continue

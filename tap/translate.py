@@ -55,15 +55,17 @@ _TRANSLATED = (
 )
 
 
-def may_be_shown(frame: Frame) -> bool:
-    """Whether the phone may hear of `frame` (a quick check on the type; no translation).
+# What the person waits for on the screen while still talking: a quest card.
+_QUEST_CARDS = (QuestDraftFrame, QuestOperationFrame)
 
-    The tap hands such a frame on at once rather than with its next batch: the person is
-    looking at the screen for it (a transcript, a quest draft, the bot's state).
+
+def is_quest_card(frame: Frame) -> bool:
+    """Whether `frame` becomes a quest card on the phone (a draft, or a quest's change).
+
+    The tap hands such a frame on at once rather than with its next batch: a draft must
+    reach the phone within 20 ms of the interim transcript that carries it (DESIGN.md §6).
     """
-    if type(frame) in _STATE_AFTER:
-        return True
-    return isinstance(frame, _TRANSLATED) and not isinstance(frame, TTSTextFrame)
+    return isinstance(frame, _QUEST_CARDS)
 
 
 class PhoneTranslator:

@@ -131,6 +131,34 @@ async def test_what_a_call_sends_leaves_on_the_senders_next_turn():
     await link.close()
 
 
+async def test_only_a_call_that_is_not_next_for_the_sender_sets_a_timer(monkeypatch):
+    transport = SlowStreams()
+    link = link_to(transport)
+    link.start()
+    await asyncio.sleep(0)  # the sender is waiting
+    loop = asyncio.get_running_loop()
+    timers: list[float] = []
+    call_later = loop.call_later
+
+    def counted(delay, callback, *args, **kwargs):
+        timers.append(delay)
+        return call_later(delay, callback, *args, **kwargs)
+
+    monkeypatch.setattr(loop, "call_later", counted)
+    calls: list[str] = []
+    link.call_soon(lambda: calls.append("next"), within_s=0.5)
+    assert timers == []  # the frames' path pays no timer
+    await asyncio.sleep(0)
+    assert calls == ["next"]
+    link.send(draft())
+    link.call_soon(lambda: calls.append("after the draft"), within_s=0.5)
+    assert timers == [0.5]  # behind a packet that may take a while
+    monkeypatch.undo()
+    await link.close()
+    assert calls == ["next", "after the draft"]
+    assert [p["type"] for p in transport.packets] == ["quest_draft"]
+
+
 async def test_a_busy_sender_leaves_the_call_to_the_loop_and_never_makes_it_twice():
     transport = SlowStreams()
     transport.packets_wait = True

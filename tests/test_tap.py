@@ -68,7 +68,8 @@ class CollectingPhone:
         self.sent_at.append(time.monotonic())
 
     def call_soon(self, callback, *, within_s):
-        return SenderCall(callback, asyncio.get_running_loop(), 0.0)  # as a link not started
+        # As a link not started yet does.
+        return SenderCall(callback).by_loop(asyncio.get_running_loop(), 0.0)
 
 
 def spoken(text: str) -> AggregatedTextFrame:
@@ -295,6 +296,20 @@ async def test_the_phone_hears_transcripts_responses_tool_calls_and_state_change
         BotState(state="listening"),
     ]
     assert tap.conversation.transcript == "user: my main quest is shipping\nkane: Great choice."
+
+
+async def test_only_quest_cards_skip_the_wait_for_their_batch():
+    journal, phone = CollectingJournal(), CollectingPhone()
+    params = FrameTapParams(batch_delay_s=0.02, watch_s=0.1)
+    tap = FrameTap(session_id=SESSION, journal=journal, phone=phone, params=params)
+    tap.see(pushed(UserStoppedSpeakingFrame()))
+    tap.see(pushed(TranscriptionFrame("my main quest is shipping", "ada", "t")))
+    await asyncio.sleep(0)
+    assert phone.sent == []  # the state and the transcript wait for their batch
+    quest = {"id": "q-1", "title": "Ship", "kind": "main", "status": "active", "version": 1}
+    tap.see(pushed(QuestOperationFrame(op="create", quest=quest)))
+    await asyncio.sleep(0)
+    assert [type(m) for m in phone.sent] == [BotState, FinalTranscript, QuestCreated]
 
 
 def pushed(frame: Frame, direction: FrameDirection = FrameDirection.DOWNSTREAM) -> FramePushed:

@@ -50,7 +50,8 @@ class CollectingPhone:
         self.sent.append(message)
 
     def call_soon(self, callback: Callable[[], None], *, within_s: float) -> SenderCall:
-        return SenderCall(callback, asyncio.get_running_loop(), 0.0)  # as a link not started
+        # As a link not started yet does.
+        return SenderCall(callback).by_loop(asyncio.get_running_loop(), 0.0)
 
 
 def turn(n: int) -> list[Frame]:
