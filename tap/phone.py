@@ -152,9 +152,9 @@ class PhoneLink:
     def call_soon(self, callback: Callable[[], None], *, within_s: float) -> SenderCall:
         """Have the sender call `callback` on its next turn, and send what it queues then.
 
-        The tap's batch for a frame the phone shows is run this way: what it sends leaves in
-        the same turn of the loop, rather than a turn after a callback of its own. A sender
-        that waits for work is sure to make the call on its next turn; should it be busy (a
+        The tap's batch for a quest card is run this way: what it sends leaves in the same
+        turn of the loop, rather than a turn after a callback of its own. A sender that
+        waits for work is sure to make the call on its next turn; should it be busy (a
         packet in flight, messages before the call) for `within_s`, the loop makes it
         instead, and before the link starts and once it closes the loop makes it at once.
         Only the busy sender's call costs a timer on the caller's path.
