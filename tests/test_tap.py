@@ -329,7 +329,7 @@ async def test_the_phone_hears_within_milliseconds_without_anyone_asking():
     assert phone.sent_at[0] - pushed_at < 0.05
 
 
-async def test_what_the_phone_shows_goes_on_the_next_turn_of_the_loop_the_rest_waits():
+async def test_a_quest_card_goes_on_the_next_turn_of_the_loop_the_rest_waits():
     journal, phone = CollectingJournal(), CollectingPhone()
     # Slow timers: only the next turn of the loop may bring the draft's batch.
     params = FrameTapParams(batch_delay_s=0.02, watch_s=0.1)
