@@ -101,6 +101,8 @@ from tap.translate import PhoneTranslator, is_quest_card
 
 RESULTS = Path(__file__).with_name("results") / "tap.json"
 TARGET_US_PER_EVENT = 5.0
+# Phone messages, timed apart: quest cards (sent at once) and the rest (with the tap's batch).
+PHONE_KINDS = ("quest_card", "other")
 USER_AUDIO = b"\x01\x00" * 320  # 20 ms, 16 kHz mono
 BOT_AUDIO = b"\x01\x00" * 480  # 20 ms, 24 kHz mono
 VARIANTS = ("bare", "null", "tap")
@@ -195,7 +197,7 @@ class TimedTranslator(PhoneTranslator):
 
     def __init__(self) -> None:
         super().__init__()
-        self.frames: list[tuple[int, str]] = []  # frame id, "quest_card" or "other"
+        self.frames: list[tuple[int, str]] = []  # frame id, one of PHONE_KINDS
 
     def translate(self, frame: Frame) -> ServerData | None:
         message = super().translate(frame)
@@ -301,7 +303,7 @@ class Run:
     journaled: list[bool]
     events: int = 0
     phone_messages: int = 0
-    # Queued by the feeder → handed to the room, by kind of message ("quest_card", "other").
+    # Queued by the feeder → handed to the room, by kind of message (PHONE_KINDS).
     phone_delays_ns: dict[str, list[int]] = field(default_factory=dict)
 
     gc_ms: float = 0.0
@@ -349,12 +351,12 @@ async def run_pipeline(
     timer = ArrivalTimer()
     stages: list[FrameProcessor] = [*(IdentityFilter() for _ in range(processors)), timer]
     tap: FrameTap | None = None
-    session = uuid.uuid4()
-    phone, room = phone_link(session)
     translator = TimedTranslator()
     observers: list[BaseObserver] = []
     pipeline: Pipeline
     if variant == "tap":
+        session = uuid.uuid4()
+        phone, room = phone_link(session)
         phone.start()
         tap = (TimedTap if timed else FrameTap)(
             session_id=str(session),
@@ -413,11 +415,11 @@ async def run_pipeline(
 
     await worker.queue_frame(EndFrame())
     await running
-    await phone.close()
     run = Run(variant, mode, len(frames), wall_s, timer.latencies, timer.journaled)
     run.gc_ms = gc_ns[0] / 1e6
     if tap is not None:
-        run.events = tap.events
+        run.events = tap.events  # the tap's last batch, before the link sends all and closes
+        await phone.close()
         run.phone_messages = len(room.published_ns)
         for (frame_id, kind), published in zip(translator.frames, room.published_ns, strict=True):
             if frame_id in queued_ns:
@@ -601,7 +603,7 @@ def summarize(runs: dict[str, list[Run]], frames_per_run: int) -> dict[str, Any]
         }
         for metric in METRICS
     } | {
-        "phone_message_ms": {kind: phone_ms(kind) for kind in ("quest_card", "other")},
+        "phone_message_ms": {kind: phone_ms(kind) for kind in PHONE_KINDS},
         "session_events_per_s": round(
             sum(run.events for run in tapped) / sum(run.wall_s for run in tapped)
         ),
