@@ -20,8 +20,8 @@ from pydantic import BaseModel, Field
 from storage.journal import JournalEvent, JournalWriter
 from tap.conversation import ConversationLog
 from tap.payloads import frame_payload
-from tap.phone import PhoneLink, SenderCall
-from tap.translate import PhoneTranslator, is_quest_card
+from tap.phone import PhoneLink
+from tap.translate import PhoneTranslator, is_told_at_once
 
 _DIRECTIONS = {FrameDirection.DOWNSTREAM: "down", FrameDirection.UPSTREAM: "up"}
 # A tuple, not a union: isinstance is quicker with one, and it runs on every push.
@@ -39,8 +39,8 @@ class FrameTapParams(BaseModel):
 
     Parameters:
         batch_delay_s: How long after a frame's push the tap journals it and tells the phone.
-            The work is done in batches, off the frames' path; a quest card's batch comes
-            on the loop's next turn instead.
+            The work is done in batches, off the frames' path; the phone hears of a quest
+            card or a tool call as it is pushed.
         batch_size: Most frames handled in one go; the rest follow on the next turn of the
             event loop, so a burst never holds the loop for long.
         watch_s: While frames keep leaving the pipeline, a batch is timed when one leaves
@@ -67,10 +67,13 @@ class FrameTap(BaseObserver):
     tap (`flush`, `record`, `events`, `conversation`). Setting a timer costs more than the
     rest of the note, so it is kept off the path: while frames keep leaving the pipeline
     (`frame_left`), the batch's timer is set as one leaves; only a push into a quiet
-    pipeline sets it itself. A quest card (a draft or a quest's change, `is_quest_card`),
-    which the person waits for while still talking, is not kept waiting: the phone's sender
-    runs its batch on its next turn and sends the message then, one turn of the loop after
-    the push. That costs the path a task's wake-up, so other frames wait for their batch.
+    pipeline sets it itself. A quest card (a draft or a quest's change), which the person
+    watches for while still talking, and a tool call (`is_told_at_once`) are not kept
+    waiting: as one is pushed, the tap translates it and hands the message to the phone's
+    link, which hands it over to the room there and then, a few microseconds on the path
+    once or twice a turn. The frames before it may follow with their batch (a draft's
+    partial transcript a millisecond or so after the draft). Its journaling waits for the
+    batch, in order, as every other frame's does.
 
     The batch reads the frames a millisecond or so after their push. That is safe because
     a pushed frame is not changed: Pipecat's services and KANE's processors set a frame's
@@ -116,8 +119,8 @@ class FrameTap(BaseObserver):
         self._seen: dict[int, Frame | weakref.ref[Frame]] = {}
         self._sweep_at = _SWEEP_MIN
         self._loop: asyncio.AbstractEventLoop | None = None
-        # A timer (`_batch_later`), or a call due on the loop's next turn (`_batch_soon`).
-        self._batch: asyncio.TimerHandle | SenderCall | None = None
+        # The next batch: a timer (`_batch_later`), or a burst's next turn of the loop.
+        self._batch: asyncio.Handle | None = None
         # Set while frames are leaving the pipeline; `_left` since the last check.
         self._watch: asyncio.TimerHandle | None = None
         self._left = False
@@ -191,10 +194,10 @@ class FrameTap(BaseObserver):
                 return
             self._seen[frame.id] = frame
             self._pending.append((data, time.monotonic_ns()))
-            if self._phone is not None and is_quest_card(frame):
-                self._batch_soon()
+            if self._phone is not None and is_told_at_once(frame):
+                self._tell_phone(self._phone, frame)
             # While frames are leaving, the next one to leave sets the timer.
-            elif self._batch is None and self._watch is None:
+            if self._batch is None and self._watch is None:
                 self._batch_later()
         except Exception as e:
             # Raising here would keep the frame from its next processor.
@@ -218,25 +221,19 @@ class FrameTap(BaseObserver):
     def _batch_later(self) -> None:
         self._batch = self._event_loop().call_later(self._params.batch_delay_s, self._run_batch)
 
-    def _batch_soon(self) -> None:
-        """Have the batch run on the loop's next turn rather than when its timer says.
-
-        With a phone, the phone's sender runs it, and sends its messages in the same turn.
-        """
-        if isinstance(self._batch, SenderCall):
-            return
-        if self._batch is not None:
-            self._batch.cancel()
-        if self._phone is None:
-            self._batch = SenderCall(self._run_batch).by_loop(self._event_loop(), 0.0)
-        else:
-            self._batch = self._phone.call_soon(self._run_batch, within_s=self._params.watch_s)
-
     def _run_batch(self) -> None:
         self._batch = None
         self._handle(self._params.batch_size)
         if self._pending:
-            self._batch_soon()
+            self._batch = self._event_loop().call_soon(self._run_batch)
+
+    def _tell_phone(self, phone: PhoneLink, frame: Frame) -> None:
+        try:
+            message = self._translator.translate(frame)
+            if message is not None:
+                phone.send(message)
+        except Exception as e:
+            logger.error(f"{self}: {type(frame).__name__} not sent to the phone: {e}")
 
     def _handle(self, count: int) -> None:
         pending = self._pending
@@ -247,6 +244,7 @@ class FrameTap(BaseObserver):
         # how long ago (monotonic) it was pushed.
         wall_now, mono_now = time.time_ns(), time.monotonic_ns()
         seen = self._seen
+        phone = self._phone
         for _ in range(count):
             data, mono_ns = pending.popleft()
             frame = data.frame
@@ -264,12 +262,10 @@ class FrameTap(BaseObserver):
                 logger.error(f"{self}: {type(frame).__name__} not journaled: {e}")
             try:
                 self._conversation.observe(frame)
-                if self._phone is not None:
-                    message = self._translator.translate(frame)
-                    if message is not None:
-                        self._phone.send(message)
             except Exception as e:
-                logger.error(f"{self}: {type(frame).__name__} not sent to the phone: {e}")
+                logger.error(f"{self}: {type(frame).__name__} not kept in the conversation: {e}")
+            if phone is not None and not is_told_at_once(frame):
+                self._tell_phone(phone, frame)
         if len(seen) >= self._sweep_at:
             # In place: the processors' observer holds this dict too.
             gone = [k for k, v in seen.items() if isinstance(v, weakref.ref) and v() is None]

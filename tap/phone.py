@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 from loguru import logger
 from pipecat.frames.frames import Frame
@@ -28,6 +28,7 @@ from protocol import (
     UiState,
     parse_incoming,
 )
+from tap.eager import Begun
 from transport.base import KaneTransport
 
 TRANSCRIPTION_TOPIC = "lk.transcription"
@@ -41,51 +42,26 @@ JournalHook = Callable[[str, dict[str, Any]], None]
 FrameHook = Callable[[Frame], Awaitable[None]]
 UiHook = Callable[[int, str, dict[str, Any]], Awaitable[None]]
 
+# Most packets handed over to the room whose acknowledgement the sender has not had yet;
+# what comes while this many wait is queued, and the sender hands it over in its turn.
+MOST_HANDED_OVER = 64
 
-class SenderCall:
-    """A call the phone's sender makes on its next turn, or the loop (`by_loop`) if sooner.
 
-    Whichever comes first makes it, once; `cancel` stops both, as a loop's handle does.
-    """
+class _HandedOver(NamedTuple):
+    """A packet handed over to the room: its message's type, and the rest of its send."""
 
-    __slots__ = ("_callback", "_timer")
-
-    def __init__(self, callback: Callable[[], None]):
-        self._callback: Callable[[], None] | None = callback
-        self._timer: asyncio.Handle | None = None
-
-    def by_loop(self, loop: asyncio.AbstractEventLoop, after_s: float) -> SenderCall:
-        """Have `loop` make the call after `after_s` (on its next turn for 0), unless made first.
-
-        Returns:
-            The call itself.
-        """
-        self._timer = loop.call_later(after_s, self) if after_s > 0 else loop.call_soon(self)
-        return self
-
-    def cancel(self) -> None:
-        """Do not make the call."""
-        self._callback = None
-        if self._timer is not None:
-            self._timer.cancel()
-
-    def __call__(self) -> None:
-        """Make the call, unless it was made or cancelled."""
-        callback, self._callback = self._callback, None
-        if self._timer is not None:
-            self._timer.cancel()
-        if callback is not None:
-            try:
-                callback()
-            except Exception as e:
-                logger.error(f"{callback} failed: {e}")
+    kind: str
+    send: Begun[bool]
 
 
 class PhoneLink:
     """Talks with the person's phone over the room's data channel.
 
-    Outgoing messages are queued without waiting and sent in order by one task, each as a
-    protocol envelope on the `kane` topic; transcripts also go out on LiveKit's
+    Outgoing messages go in order, each as a protocol envelope on the `kane` topic, and
+    never make the caller wait: a message is handed over to the room at once, in the
+    caller's turn of the loop, unless messages queued before it still are not; a task
+    awaits the room's acknowledgements and hands over what was queued (before the link
+    starts, or while `MOST_HANDED_OVER` await theirs). Transcripts also go out on LiveKit's
     `lk.transcription` text stream and the bot's state as its `lk.agent.state` attribute,
     so stock LiveKit clients follow along. Those go in order by a second task: a text stream
     takes three round trips to LiveKit, and a quest draft must not wait for the partial
@@ -121,12 +97,14 @@ class PhoneLink:
         self._push_frame = push_frame
         self._store_ui = store_ui
         self._outbox = Outbox(session_id)
-        self._queue: asyncio.Queue[ServerData | SenderCall | None] = asyncio.Queue()
+        # In order: packets handed over (the sender awaits their acknowledgement) and
+        # messages not handed over yet (`_unsent` of them).
+        self._queue: asyncio.Queue[_HandedOver | ServerData | None] = asyncio.Queue()
+        self._unsent = 0
+        self._unacknowledged = 0
         self._closing = False
         self._conventions: asyncio.Queue[ServerData | None] = asyncio.Queue()
         self._senders: list[asyncio.Task] = []
-        # The sender waits for the queue, empty when it began to: what comes in is next.
-        self._sender_waits = False
         self._user_segment = 0
         self._bot_segment = 0
         self._strangers: set[str] = set()
@@ -144,35 +122,25 @@ class PhoneLink:
         ]
 
     def send(self, data: ServerData) -> None:
-        """Queue a message for the phone (never waits)."""
-        self._queue.put_nowait(data)
+        """Hand a message over to the room now, or queue it after those before it.
+
+        Never waits: what the transport does before it first waits (LiveKit queues the
+        packet for the room) happens here, the rest is the sender's.
+        """
+        if (
+            self._senders
+            and not self._closing
+            and not self._unsent
+            and self._unacknowledged < MOST_HANDED_OVER
+        ):
+            handed_over = self._hand_over(data)
+            if handed_over is not None:
+                self._queue.put_nowait(handed_over)
+        else:
+            self._unsent += 1
+            self._queue.put_nowait(data)
         if isinstance(data, _FOLLOWED_BY_LIVEKIT):
             self._conventions.put_nowait(data)
-
-    def call_soon(self, callback: Callable[[], None], *, within_s: float) -> SenderCall:
-        """Have the sender call `callback` on its next turn, and send what it queues then.
-
-        The tap's batch for a quest card is run this way: what it sends leaves in the same
-        turn of the loop, rather than a turn after a callback of its own. A sender that
-        waits for work is sure to make the call on its next turn; should it be busy (a
-        packet in flight, messages before the call) for `within_s`, the loop makes it
-        instead, and before the link starts and once it closes the loop makes it at once.
-        Only the busy sender's call costs a timer on the caller's path.
-
-        Args:
-            callback: What to call (it must not raise).
-            within_s: How long the call may wait for the sender.
-
-        Returns:
-            The call, to cancel.
-        """
-        call = SenderCall(callback)
-        if not self._senders or self._closing:
-            return call.by_loop(asyncio.get_running_loop(), 0.0)
-        if not (self._sender_waits and self._queue.empty()):
-            call.by_loop(asyncio.get_running_loop(), within_s)
-        self._queue.put_nowait(call)
-        return call
 
     async def close(self, timeout_s: float = 3.0) -> None:
         """Send what is queued, then stop."""
@@ -184,28 +152,39 @@ class PhoneLink:
         _, late = await asyncio.wait(self._senders, timeout=timeout_s)
         if late:
             logger.warning(
-                f"{self}: {self._queue.qsize() + self._conventions.qsize()} messages not sent"
-                " before the end"
+                f"{self}: {self._unsent + self._conventions.qsize()} messages not sent before"
+                f" the end, {self._unacknowledged} not acknowledged"
             )
             for sender in late:
                 sender.cancel()
+            await asyncio.wait(late, timeout=timeout_s)
+            while not self._queue.empty():
+                if isinstance(item := self._queue.get_nowait(), _HandedOver):
+                    item.send.close()
         self._senders = []
         self._closing = False
 
+    def _hand_over(self, data: ServerData) -> _HandedOver | None:
+        try:
+            payload = self._outbox.pack(data)
+        except Exception as e:
+            logger.warning(f"{self}: {data.type} not sent: {e}")
+            return None
+        self._unacknowledged += 1
+        return _HandedOver(data.type, Begun(self._transport.publish(payload, topic=TOPIC)))
+
     async def _send_loop(self) -> None:
-        while True:
-            self._sender_waits = self._queue.empty()
-            data = await self._queue.get()
-            self._sender_waits = False
-            if data is None:
-                return
-            if isinstance(data, SenderCall):
-                data()
-                continue
+        while (item := await self._queue.get()) is not None:
+            if not isinstance(item, _HandedOver):
+                self._unsent -= 1
+                if (item := self._hand_over(item)) is None:
+                    continue
             try:
-                await self._transport.publish(self._outbox.pack(data), topic=TOPIC)
+                await item.send
             except Exception as e:
-                logger.warning(f"{self}: {data.type} not sent: {e}")
+                logger.warning(f"{self}: {item.kind} not sent: {e}")
+            finally:
+                self._unacknowledged -= 1
 
     async def _convention_loop(self) -> None:
         while (data := await self._conventions.get()) is not None:

@@ -55,17 +55,19 @@ _TRANSLATED = (
 )
 
 
-# What the person waits for on the screen while still talking: a quest card.
-_QUEST_CARDS = (QuestDraftFrame, QuestOperationFrame)
+# What the phone hears of as it is pushed: what the person watches for while still
+# talking (a quest card), and a tool call, which must come before the change it makes.
+_TOLD_AT_ONCE = (QuestDraftFrame, QuestOperationFrame, FunctionCallInProgressFrame)
 
 
-def is_quest_card(frame: Frame) -> bool:
-    """Whether `frame` becomes a quest card on the phone (a draft, or a quest's change).
+def is_told_at_once(frame: Frame) -> bool:
+    """Whether the phone hears of `frame` as it is pushed rather than with its batch.
 
-    The tap hands such a frame on at once rather than with its next batch: a draft must
-    reach the phone within 20 ms of the interim transcript that carries it (DESIGN.md §6).
+    A quest card (a draft, or a quest's change): a draft must reach the phone within 20 ms
+    of the interim transcript that carries it (DESIGN.md §6). A tool call too: it must
+    reach the phone before the tool runs, so before the quest card of the change it makes.
     """
-    return isinstance(frame, _QUEST_CARDS)
+    return isinstance(frame, _TOLD_AT_ONCE)
 
 
 class PhoneTranslator:

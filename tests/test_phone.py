@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import json
 
+from loguru import logger
+
 from protocol import BotResponse, BotState, FinalTranscript, PartialTranscript, QuestDraft
 from tap.phone import PhoneLink
 
@@ -20,16 +22,22 @@ class SlowStreams:
         self.attributes: list[dict[str, str]] = []
         self.release = asyncio.Event()
         self.arrived = asyncio.Event()
-        self.packets_wait = False  # packets too wait for `release`
+        self.acknowledgements_wait = False  # a packet's acknowledgement waits for `release`
+        self.let_go = 0  # sends that ended without their acknowledgement
 
     def on_topic(self, topic, handler) -> None:
         pass
 
     async def publish(self, payload: bytes, *, topic: str) -> bool:
-        if self.packets_wait:
-            await self.release.wait()
+        # As LiveKit's: the packet is queued for the room, then acknowledged.
         self.packets.append(json.loads(payload))
         self.arrived.set()
+        if self.acknowledgements_wait:
+            try:
+                await self.release.wait()
+            except BaseException:
+                self.let_go += 1
+                raise
         return True
 
     async def send_text(self, text, *, topic, attributes, sender_identity=None) -> None:
@@ -120,69 +128,86 @@ async def test_a_stream_that_never_ends_does_not_hold_the_close():
     assert transport.texts == []
 
 
-async def test_what_a_call_sends_leaves_on_the_senders_next_turn():
+async def test_a_message_is_handed_over_to_the_room_in_the_callers_turn():
     transport = SlowStreams()
+    transport.acknowledgements_wait = True
     link = link_to(transport)
     link.start()
-    await asyncio.sleep(0)  # the sender is waiting
-    link.call_soon(lambda: link.send(draft()), within_s=1.0)
-    await asyncio.sleep(0)  # one turn of the loop
-    assert [p["type"] for p in transport.packets] == ["quest_draft"]
-    await link.close()
-
-
-async def test_only_a_call_that_is_not_next_for_the_sender_sets_a_timer(monkeypatch):
-    transport = SlowStreams()
-    link = link_to(transport)
-    link.start()
-    await asyncio.sleep(0)  # the sender is waiting
-    loop = asyncio.get_running_loop()
-    timers: list[float] = []
-    call_later = loop.call_later
-
-    def counted(delay, callback, *args, **kwargs):
-        timers.append(delay)
-        return call_later(delay, callback, *args, **kwargs)
-
-    monkeypatch.setattr(loop, "call_later", counted)
-    calls: list[str] = []
-    link.call_soon(lambda: calls.append("next"), within_s=0.5)
-    assert timers == []  # the frames' path pays no timer
-    await asyncio.sleep(0)
-    assert calls == ["next"]
+    link.send(PartialTranscript(text="my main quest"))
     link.send(draft())
-    link.call_soon(lambda: calls.append("after the draft"), within_s=0.5)
-    assert timers == [0.5]  # behind a packet that may take a while
-    monkeypatch.undo()
-    await link.close()
-    assert calls == ["next", "after the draft"]
-    assert [p["type"] for p in transport.packets] == ["quest_draft"]
-
-
-async def test_a_busy_sender_leaves_the_call_to_the_loop_and_never_makes_it_twice():
-    transport = SlowStreams()
-    transport.packets_wait = True
-    link = link_to(transport)
-    link.start()
-    link.send(draft())  # in flight until released
-    calls: list[float] = []
-    link.call_soon(lambda: calls.append(asyncio.get_running_loop().time()), within_s=0.02)
-    await asyncio.sleep(0.2)
-    assert len(calls) == 1
+    # Both at once, in order, before either is acknowledged (the room keeps their order).
+    assert [p["type"] for p in transport.packets] == ["partial_transcript", "quest_draft"]
+    assert [p["seq"] for p in transport.packets] == [1, 2]
     transport.release.set()
     await link.close()
-    assert len(calls) == 1 and len(transport.packets) == 1
+    assert transport.let_go == 0
 
 
-async def test_a_cancelled_call_is_not_made_and_calls_outside_the_links_life_still_are():
+async def test_past_the_most_unacknowledged_packets_messages_wait_their_turn(monkeypatch):
+    monkeypatch.setattr("tap.phone.MOST_HANDED_OVER", 2)
+    transport = SlowStreams()
+    transport.acknowledgements_wait = True
+    link = link_to(transport)
+    link.start()
+    for text in ("a", "b", "c"):
+        link.send(PartialTranscript(text=text))
+    await asyncio.sleep(0.01)
+    assert [p["data"]["text"] for p in transport.packets] == ["a", "b"]
+    link.send(draft())  # queued behind "c", not handed over before it
+    transport.release.set()
+    await link.close()
+    assert [p["seq"] for p in transport.packets] == [1, 2, 3, 4]
+    assert [p["type"] for p in transport.packets][2:] == ["partial_transcript", "quest_draft"]
+
+
+async def test_messages_sent_before_the_start_go_in_order_once_it_starts():
     transport = SlowStreams()
     link = link_to(transport)
-    calls: list[str] = []
-    link.call_soon(lambda: calls.append("before the start"), within_s=1.0)
+    link.send(PartialTranscript(text="my main quest"))
+    link.send(draft())
+    assert transport.packets == []
     link.start()
-    link.call_soon(lambda: calls.append("cancelled"), within_s=0.01).cancel()
-    await asyncio.sleep(0.05)
+    link.send(BotState(state="thinking"))  # after the two queued, not before them
+    assert transport.packets == []
     await link.close()
-    link.call_soon(lambda: calls.append("after the close"), within_s=1.0)
-    await asyncio.sleep(0)
-    assert calls == ["before the start", "after the close"]
+    types = [p["type"] for p in transport.packets]
+    assert types == ["partial_transcript", "quest_draft", "bot_state"]
+
+
+class RefusingRoom(SlowStreams):
+    """Refuses the first packet before it waits for anything, as a closed room may."""
+
+    async def publish(self, payload: bytes, *, topic: str) -> bool:
+        if not self.packets and not getattr(self, "refused", False):
+            self.refused = True
+            raise ConnectionError("room closed")
+        return await super().publish(payload, topic=topic)
+
+
+async def test_a_packet_the_room_refuses_is_logged_and_the_next_ones_still_go():
+    warnings: list[str] = []
+    sink = logger.add(warnings.append, level="WARNING", format="{message}")
+    try:
+        transport = RefusingRoom()
+        link = link_to(transport)
+        link.start()
+        link.send(PartialTranscript(text="lost"))
+        link.send(draft())
+        await link.close()
+    finally:
+        logger.remove(sink)
+    assert [p["type"] for p in transport.packets] == ["quest_draft"]
+    assert any("partial_transcript not sent: room closed" in m for m in warnings)
+
+
+async def test_an_acknowledgement_that_never_comes_does_not_hold_the_close():
+    transport = SlowStreams()  # never released
+    transport.acknowledgements_wait = True
+    link = link_to(transport)
+    link.start()
+    for text in ("a", "b", "c"):
+        link.send(PartialTranscript(text=text))
+    async with asyncio.timeout(1.0):
+        await link.close(timeout_s=0.1)
+    assert len(transport.packets) == 3
+    assert transport.let_go == 3  # each send let go of its wait, none left behind

@@ -43,7 +43,6 @@ from protocol import (
     ToolCall,
 )
 from tap.observer import FrameTap, FrameTapParams
-from tap.phone import SenderCall
 from tap.pipeline import TappedPipeline
 
 SESSION = "6f1c1f5e-8d2a-4b8e-9a57-3a2f4f0c1d11"
@@ -66,10 +65,6 @@ class CollectingPhone:
     def send(self, data):
         self.sent.append(data)
         self.sent_at.append(time.monotonic())
-
-    def call_soon(self, callback, *, within_s):
-        # As a link not started yet does.
-        return SenderCall(callback).by_loop(asyncio.get_running_loop(), 0.0)
 
 
 def spoken(text: str) -> AggregatedTextFrame:
@@ -286,11 +281,15 @@ async def test_the_phone_hears_transcripts_responses_tool_calls_and_state_change
         BotStoppedSpeakingFrame(),
     ]
     _, sent, tap, _ = await tap_frames(frames)
-    assert sent == [
+    # The tool call goes as it is pushed, the rest with their batches, in order.
+    tool_calls = [m for m in sent if isinstance(m, ToolCall)]
+    assert tool_calls == [
+        ToolCall(call_id="call-1", name="create_quest", arguments={"title": "Ship"})
+    ]
+    assert [m for m in sent if not isinstance(m, ToolCall)] == [
         PartialTranscript(text="my main"),
         FinalTranscript(text="my main quest is shipping"),
         BotState(state="thinking"),
-        ToolCall(call_id="call-1", name="create_quest", arguments={"title": "Ship"}),
         BotResponse(text="Great choice."),
         BotState(state="speaking"),
         BotState(state="listening"),
@@ -298,7 +297,7 @@ async def test_the_phone_hears_transcripts_responses_tool_calls_and_state_change
     assert tap.conversation.transcript == "user: my main quest is shipping\nkane: Great choice."
 
 
-async def test_only_quest_cards_skip_the_wait_for_their_batch():
+async def test_only_quest_cards_and_tool_calls_skip_the_wait_for_their_batch():
     journal, phone = CollectingJournal(), CollectingPhone()
     params = FrameTapParams(batch_delay_s=0.02, watch_s=0.1)
     tap = FrameTap(session_id=SESSION, journal=journal, phone=phone, params=params)
@@ -306,10 +305,20 @@ async def test_only_quest_cards_skip_the_wait_for_their_batch():
     tap.see(pushed(TranscriptionFrame("my main quest is shipping", "ada", "t")))
     await asyncio.sleep(0)
     assert phone.sent == []  # the state and the transcript wait for their batch
+    arguments = {"title": "Ship", "kind": "main"}
+    tap.see(pushed(FunctionCallInProgressFrame("create_quest", "call-1", arguments)))
     quest = {"id": "q-1", "title": "Ship", "kind": "main", "status": "active", "version": 1}
     tap.see(pushed(QuestOperationFrame(op="create", quest=quest)))
-    await asyncio.sleep(0)
-    assert [type(m) for m in phone.sent] == [BotState, FinalTranscript, QuestCreated]
+    # Each on its push: the tool call before the change it made.
+    assert [type(m) for m in phone.sent] == [ToolCall, QuestCreated]
+    tap.flush()
+    assert [type(m) for m in phone.sent] == [ToolCall, QuestCreated, BotState, FinalTranscript]
+    assert [e.kind for e in journal.events] == [
+        "UserStoppedSpeakingFrame",
+        "TranscriptionFrame",
+        "FunctionCallInProgressFrame",
+        "QuestOperationFrame",
+    ]
 
 
 def pushed(frame: Frame, direction: FrameDirection = FrameDirection.DOWNSTREAM) -> FramePushed:
@@ -329,20 +338,20 @@ async def test_the_phone_hears_within_milliseconds_without_anyone_asking():
     assert phone.sent_at[0] - pushed_at < 0.05
 
 
-async def test_a_quest_card_goes_on_the_next_turn_of_the_loop_the_rest_waits():
+async def test_a_quest_card_goes_to_the_phone_as_it_is_pushed_and_its_journaling_waits():
     journal, phone = CollectingJournal(), CollectingPhone()
-    # Slow timers: only the next turn of the loop may bring the draft's batch.
+    # Slow timers: nothing but the card's push may tell the phone.
     params = FrameTapParams(batch_delay_s=0.02, watch_s=0.1)
     tap = FrameTap(session_id=SESSION, journal=journal, phone=phone, params=params)
-    tap.see(pushed(TextFrame("not shown")))
-    await asyncio.sleep(0)
-    assert journal.events == []  # batched later, off the frames' path
+    tap.see(pushed(InterimTranscriptionFrame("my main quest is", "ada", "t")))
+    assert phone.sent == []
     tap.see(pushed(QuestDraftFrame(draft_id="d-1", title="Ship it", kind="main", confidence=0.7)))
-    tap.see(pushed(TextFrame("after the draft")))
-    assert phone.sent == []  # never on the path itself
-    await asyncio.sleep(0)
-    assert [type(m) for m in phone.sent] == [QuestDraft]
-    assert [e.kind for e in journal.events] == ["TextFrame", "QuestDraftFrame", "TextFrame"]
+    assert [type(m) for m in phone.sent] == [QuestDraft]  # on the push itself
+    assert journal.events == []  # journaled with the batch, off the frames' path
+    await asyncio.sleep(0.05)
+    assert [e.kind for e in journal.events] == ["InterimTranscriptionFrame", "QuestDraftFrame"]
+    # The batch told the phone of the transcript, and not again of the draft.
+    assert [type(m) for m in phone.sent] == [QuestDraft, PartialTranscript]
 
 
 async def test_a_frame_that_leaves_reaches_the_phone_within_milliseconds():

@@ -51,7 +51,13 @@ class KaneTransport(Protocol):
         ...
 
     async def publish(self, payload: bytes, *, topic: str) -> bool:
-        """Send a reliable data packet on `topic`; whether it was handed over."""
+        """Send a reliable data packet on `topic`; whether it was handed over.
+
+        The phone link starts it at once (`tap.eager.Begun`): what it does before its first
+        wait runs in the caller's turn of the loop, so it hands the packet over there and
+        waits only for the acknowledgement; packets handed over one after another must
+        leave in that order.
+        """
         ...
 
     async def send_text(

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Callable
 from pathlib import Path
 
 from pipecat.frames.frames import (
@@ -33,7 +32,6 @@ from protocol import BotState, FinalTranscript
 from storage.database import Database
 from storage.embedded import EmbeddedPostgres
 from tap.observer import FrameTap
-from tap.phone import SenderCall
 from tap.pipeline import TappedPipeline
 
 PHASE_S = 1.0  # frames flow this long before, during and after the outage
@@ -48,10 +46,6 @@ class CollectingPhone:
 
     def send(self, message: object) -> None:
         self.sent.append(message)
-
-    def call_soon(self, callback: Callable[[], None], *, within_s: float) -> SenderCall:
-        # As a link not started yet does.
-        return SenderCall(callback).by_loop(asyncio.get_running_loop(), 0.0)
 
 
 def turn(n: int) -> list[Frame]:
