@@ -70,10 +70,11 @@ class FrameTap(BaseObserver):
     pipeline sets it itself. A quest card (a draft or a quest's change), which the person
     watches for while still talking, and a tool call (`is_told_at_once`) are not kept
     waiting: as one is pushed, the tap translates it and hands the message to the phone's
-    link, which hands it over to the room there and then, a few microseconds on the path
-    once or twice a turn. The frames before it may follow with their batch (a draft's
-    partial transcript a millisecond or so after the draft). Its journaling waits for the
-    batch, in order, as every other frame's does.
+    link, which hands it over to the room there and then: tens of microseconds on that
+    frame's own push (a tenth of a millisecond with LiveKit's hand-over), once or twice a
+    turn. The frames before it may follow with their batch (a draft's partial transcript a
+    millisecond or so after the draft). Its journaling waits for the batch, in order, as
+    every other frame's does.
 
     The batch reads the frames a millisecond or so after their push. That is safe because
     a pushed frame is not changed: Pipecat's services and KANE's processors set a frame's
