@@ -177,9 +177,13 @@ async def test_messages_sent_before_the_start_go_in_order_once_it_starts():
 class RefusingRoom(SlowStreams):
     """Refuses the first packet before it waits for anything, as a closed room may."""
 
+    def __init__(self) -> None:
+        super().__init__()
+        self.refusals = 1
+
     async def publish(self, payload: bytes, *, topic: str) -> bool:
-        if not self.packets and not getattr(self, "refused", False):
-            self.refused = True
+        if self.refusals:
+            self.refusals -= 1
             raise ConnectionError("room closed")
         return await super().publish(payload, topic=topic)
 
