@@ -28,6 +28,7 @@ from processors.mic_lane import mic_lane
 from processors.notes import note_message
 from processors.quest_board import QuestBoardTracker
 from processors.screen_context import ScreenContextInjector
+from processors.stage_exit import stage_exit
 from processors.stages import PipelineSpec, StageNeeds, build_stages, load_pipeline
 from processors.user_audio import UserAudioStop
 from quests.board import QuestBoard
@@ -174,6 +175,7 @@ def create_session(
             VADProcessor(vad_analyzer=build_vad_analyzer()),
             stt,
             *mic_lane(kane_stages, user_aggregator),  # the microphone's frames skip the stages
+            *stage_exit(kane_stages),  # drafts and emotions go no further than the tap
             user_aggregator,
             # Below the aggregator nothing listens to the microphone but the recorder.
             UserAudioStop(recorder=kept.recorder if kept else None),

@@ -4,12 +4,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from pipecat.frames.frames import DataFrame, SystemFrame
+from pipecat.frames.frames import SystemFrame
+
+from frames.tap_only import TapOnlyFrame
 
 
 @dataclass
-class EmotionFrame(DataFrame):
+class EmotionFrame(TapOnlyFrame):
     """How the person sounded in a turn (or in part of a long one).
+
+    For the phone and the record only: the stages' end stops it (`TapOnlyFrame`); what
+    the LLM and the TTS are told goes as a note and a `ToneFrame`.
 
     Parameters:
         label: The strongest label: calm, excited, stressed, tired, frustrated, uncertain,

@@ -7,13 +7,17 @@ from typing import Any, Literal
 
 from pipecat.frames.frames import DataFrame
 
+from frames.tap_only import TapOnlyFrame
+
 QuestKind = Literal["main", "side"]
 QuestOp = Literal["create", "update", "set_main", "set_success_criteria", "complete", "delete"]
 
 
 @dataclass
-class QuestDraftFrame(DataFrame):
+class QuestDraftFrame(TapOnlyFrame):
     """A quest the person seems to be stating, drafted before their turn ends.
+
+    For the phone and the record only: the stages' end stops it (`TapOnlyFrame`).
 
     Parameters:
         draft_id: Stable while the draft grows; a new id is a new draft.
