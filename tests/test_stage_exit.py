@@ -1,6 +1,6 @@
 from pipecat.frames.frames import Frame, TranscriptionFrame
 from pipecat.processors.filters.identity_filter import IdentityFilter
-from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
+from pipecat.processors.frame_processor import FrameDirection
 from pipecat.tests.utils import run_test
 
 from frames.emotion import EmotionFrame, ToneFrame
@@ -8,29 +8,8 @@ from frames.quests import QuestDraftFrame, QuestOperationFrame
 from processors.stage_exit import StageExit, stage_exit
 from protocol import EmotionChanged, FinalTranscript, QuestCreated, QuestDraft
 from tap.pipeline import TappedPipeline
-from tests.test_tap import CollectingJournal, CollectingPhone, make_tap
-
-QUEST = {
-    "id": "q-1",
-    "title": "Ship onboarding",
-    "kind": "main",
-    "status": "active",
-    "success_criteria": [],
-    "version": 1,
-}
-
-
-class Below(FrameProcessor):
-    """A processor below the stages: keeps every frame it was given, passes it on."""
-
-    def __init__(self):
-        super().__init__(enable_direct_mode=True)
-        self.frames: list[Frame] = []
-
-    async def process_frame(self, frame: Frame, direction: FrameDirection):
-        await super().process_frame(frame, direction)
-        self.frames.append(frame)
-        await self.push_frame(frame, direction)
+from tests.test_mic_lane import Seen
+from tests.test_tap import QUEST, CollectingJournal, CollectingPhone, make_tap
 
 
 def frames_of_a_turn() -> list[Frame]:
@@ -46,7 +25,7 @@ def frames_of_a_turn() -> list[Frame]:
 async def test_frames_only_the_tap_reads_stop_at_the_stages_end_and_still_reach_the_phone():
     journal, phone = CollectingJournal(), CollectingPhone()
     tap = make_tap(journal, phone)
-    below = Below()
+    below = Seen()
     down, _ = await run_test(
         TappedPipeline([IdentityFilter(), StageExit(), below], tap=tap),
         frames_to_send=frames_of_a_turn(),
@@ -72,7 +51,7 @@ async def test_frames_only_the_tap_reads_stop_at_the_stages_end_and_still_reach_
 async def test_upstream_frames_pass_the_exit():
     frame = QuestDraftFrame(draft_id="d-1", title="Ship onboarding")
     _, up = await run_test(
-        TappedPipeline([Below(), StageExit()]),
+        TappedPipeline([Seen(), StageExit()]),
         frames_to_send=[frame],
         frames_to_send_direction=FrameDirection.UPSTREAM,
         expected_up_frames=[QuestDraftFrame],

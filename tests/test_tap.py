@@ -46,6 +46,14 @@ from tap.observer import FrameTap, FrameTapParams
 from tap.pipeline import TappedPipeline
 
 SESSION = "6f1c1f5e-8d2a-4b8e-9a57-3a2f4f0c1d11"
+QUEST = {
+    "id": "q-1",
+    "title": "Ship onboarding",
+    "kind": "main",
+    "status": "active",
+    "success_criteria": [],
+    "version": 1,
+}
 AUDIO = b"\x00\x00" * 160
 
 
@@ -407,14 +415,7 @@ async def test_non_frame_events_share_the_numbering_and_come_after_the_frames_be
 
 
 async def test_quest_drafts_and_operations_reach_the_phone_and_the_record():
-    quest = {
-        "id": "q-1",
-        "title": "Ship onboarding",
-        "kind": "main",
-        "status": "active",
-        "success_criteria": [],
-        "version": 1,
-    }
+    quest = QUEST
     frames = [
         QuestDraftFrame(
             draft_id="d-1",
