@@ -315,8 +315,7 @@ async def test_only_quest_cards_and_tool_calls_skip_the_wait_for_their_batch():
     assert phone.sent == []  # the state and the transcript wait for their batch
     arguments = {"title": "Ship", "kind": "main"}
     tap.see(pushed(FunctionCallInProgressFrame("create_quest", "call-1", arguments)))
-    quest = {"id": "q-1", "title": "Ship", "kind": "main", "status": "active", "version": 1}
-    tap.see(pushed(QuestOperationFrame(op="create", quest=quest)))
+    tap.see(pushed(QuestOperationFrame(op="create", quest=QUEST)))
     # Each on its push: the tool call before the change it made.
     assert [type(m) for m in phone.sent] == [ToolCall, QuestCreated]
     tap.flush()
@@ -415,7 +414,6 @@ async def test_non_frame_events_share_the_numbering_and_come_after_the_frames_be
 
 
 async def test_quest_drafts_and_operations_reach_the_phone_and_the_record():
-    quest = QUEST
     frames = [
         QuestDraftFrame(
             draft_id="d-1",
@@ -432,15 +430,15 @@ async def test_quest_drafts_and_operations_reach_the_phone_and_the_record():
             source_words="scratch that",
             retracted=True,
         ),
-        QuestOperationFrame(op="create", quest=quest, trigger_phrase="ship onboarding"),
+        QuestOperationFrame(op="create", quest=QUEST, trigger_phrase="ship onboarding"),
         QuestOperationFrame(
             op="update",
-            quest={**quest, "title": "Ship it", "version": 2},
+            quest={**QUEST, "title": "Ship it", "version": 2},
             changes={"title": "Ship it"},
         ),
         QuestOperationFrame(
             op="set_success_criteria",
-            quest={**quest, "success_criteria": ["live in the app store"], "version": 3},
+            quest={**QUEST, "success_criteria": ["live in the app store"], "version": 3},
             changes={"success_criteria": ["live in the app store"]},
         ),
     ]
