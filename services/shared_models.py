@@ -9,6 +9,9 @@ Only the inference session is shared. What follows one audio stream stays per an
 Silero's recurrent state and audio context, Smart Turn's buffered turn. An inference session
 holds no state between runs and onnxruntime lets several threads run it at once, which the
 analyzers do (each runs its model on a thread of its own).
+
+Each model runs on one thread, and so does the matrix product of Smart Turn's features
+(numpy's OpenBLAS; see `_load_smart_turn_v3`): a process is one core's sessions.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from pipecat.audio.turn.smart_turn.local_smart_turn_v3 import LocalSmartTurnAnal
 from pipecat.audio.vad.silero import SileroOnnxModel, SileroVADAnalyzer
 from pipecat.audio.vad.vad_analyzer import VADAnalyzer, VADParams
 from pipecat.utils.env import env_truthy
+from threadpoolctl import threadpool_limits
 
 _sessions: dict[str, onnxruntime.InferenceSession] = {}
 _sessions_lock = threading.Lock()
@@ -52,6 +56,13 @@ def _load_silero_vad() -> onnxruntime.InferenceSession:
 
 
 def _load_smart_turn_v3() -> onnxruntime.InferenceSession:
+    # Smart Turn's log-mel features are a matrix product (numpy, OpenBLAS). OpenBLAS runs one
+    # on as many threads as there are cores, and after each its spare threads spin, waiting
+    # for the next, for tens of milliseconds: ~55 ms of a core a turn on a 2-core VM (one
+    # thread: ~5 ms, no slower), taken from the event loops of every session. A process runs
+    # one core's sessions, so its BLAS runs on one thread, as the model's ONNX does. For the
+    # whole process: the setting is OpenBLAS's, not a call's.
+    threadpool_limits(limits=1, user_api="blas")
     # As `LocalSmartTurnAnalyzerV3` loads its bundled model with `cpu_count=1`.
     options = onnxruntime.SessionOptions()
     options.execution_mode = onnxruntime.ExecutionMode.ORT_SEQUENTIAL

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
+import textwrap
 
 import numpy as np
 import pytest
@@ -172,3 +175,23 @@ def test_every_session_builds_its_analyzers_on_the_one_loaded_model():
     assert all(isinstance(t, SharedSmartTurnAnalyzerV3) for t in turns)
     assert turns[0] is not turns[1]
     assert {t.session for t in turns} == {smart_turn_v3_session()}  # type: ignore[attr-defined]
+
+
+def test_once_smart_turn_is_loaded_the_process_multiplies_matrices_on_one_thread():
+    # In a process of its own: the setting is the whole process's, and this one's model may
+    # be loaded already. OpenBLAS starts with a thread per core; two, whatever this machine has.
+    script = textwrap.dedent(
+        """
+        from threadpoolctl import threadpool_info, threadpool_limits
+        from services.shared_models import smart_turn_v3_session
+        threadpool_limits(limits=2, user_api="blas")
+        before = [pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"]
+        smart_turn_v3_session()
+        after = [pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"]
+        print(before, after)
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=True
+    )
+    assert done.stdout.split("\n")[-2] == "[2] [1]"
