@@ -56,12 +56,12 @@ def _load_silero_vad() -> onnxruntime.InferenceSession:
 
 
 def _load_smart_turn_v3() -> onnxruntime.InferenceSession:
-    # Smart Turn's log-mel features are a matrix product (numpy, OpenBLAS). OpenBLAS runs one
-    # on as many threads as there are cores, and after each its spare threads spin, waiting
-    # for the next, for tens of milliseconds: ~55 ms of a core a turn on a 2-core VM (one
-    # thread: ~5 ms, no slower), taken from the event loops of every session. A process runs
-    # one core's sessions, so its BLAS runs on one thread, as the model's ONNX does. For the
-    # whole process: the setting is OpenBLAS's, not a call's.
+    # Smart Turn's log-mel features are a matrix product (numpy, OpenBLAS), at every turn's
+    # end. OpenBLAS runs one on as many threads as there are cores, and after each its spare
+    # threads spin, waiting for the next, for tens of milliseconds: ~55 ms of a core a call
+    # on a 2-core VM (one thread: ~5 ms, no slower), taken from every session's event loop.
+    # A process runs one core's sessions, so its BLAS runs on one thread, as the model's ONNX
+    # does. For the whole process: the setting is OpenBLAS's, not a call's.
     threadpool_limits(limits=1, user_api="blas")
     # As `LocalSmartTurnAnalyzerV3` loads its bundled model with `cpu_count=1`.
     options = onnxruntime.SessionOptions()

@@ -27,6 +27,7 @@ from services.shared_models import (
 )
 from services.turns import PreemptiveUserTurnStopStrategy, user_turn_params
 from tests.support.speech import ONBOARDING_SENTENCE, speech_wav
+from tests.support.worker import ROOT
 
 RATE = 16000
 CHUNK = 320  # 20 ms, as the transport delivers it: not a whole VAD window
@@ -192,6 +193,11 @@ def test_once_smart_turn_is_loaded_the_process_multiplies_matrices_on_one_thread
         """
     )
     done = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=True
+        [sys.executable, "-c", script],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
     )
-    assert done.stdout.split("\n")[-2] == "[2] [1]"
+    assert done.stdout.strip().splitlines()[-1] == "[2] [1]"
