@@ -1,3 +1,4 @@
+import asyncio
 import inspect
 import random
 
@@ -12,6 +13,7 @@ from pipecat.frames.frames import (
 )
 from pipecat.pipeline.worker import PipelineParams
 from pipecat.services.deepgram.stt import DeepgramSTTService
+from pipecat.services.stt_service import STTService
 from pipecat.tests.utils import SleepFrame, run_test
 
 from emulators import DeepgramEmulator
@@ -100,6 +102,46 @@ async def test_rest_of_the_turn_reaches_deepgram_before_finalize(emu):
     assert finals[0].finalized, "the transcript answers Finalize, so it carried the whole turn"
 
 
+async def test_the_final_transcript_goes_on_in_the_loop_turn_its_answer_arrived_in(emu):
+    # Pipecat's STT awaits its cancelled TTFB timeout before pushing a final transcript;
+    # KANE's does not give the loop away there. A callback scheduled as Deepgram's answer
+    # arrives must not have run by the time the transcript is pushed.
+    emu.script_utterance("Ship the onboarding flow today")
+    stt = kane_stt(emu)
+    arrived: list[list[bool]] = []
+    pushed: list[bool] = []
+    on_message = stt._on_message
+
+    async def noting_arrival(message):
+        if getattr(message, "is_final", False):
+            ran = [False]
+            arrived.append(ran)
+            asyncio.get_running_loop().call_soon(ran.__setitem__, 0, True)
+        await on_message(message)
+
+    def noting_push(processor, frame):
+        if isinstance(frame, TranscriptionFrame):
+            pushed.append(arrived[-1][0])
+
+    stt._on_message = noting_arrival  # the SDK is handed the method when the socket opens
+    stt.add_event_handler("on_before_push_frame", noting_push)
+    down, _ = await run_test(
+        stt,
+        frames_to_send=[
+            VADUserStartedSpeakingFrame(),
+            *audio_frames(speech_then_silence(1.0, 0.1)),
+            VADUserStoppedSpeakingFrame(stop_secs=0.2),
+            SleepFrame(sleep=0.8),
+        ],
+        pipeline_params=PARAMS,
+    )
+
+    finals = of_type(down, TranscriptionFrame)
+    assert [f.text for f in finals] == ["Ship the onboarding flow today"]
+    assert finals[0].finalized
+    assert pushed == [False], "the loop turned between Deepgram's answer and the transcript"
+
+
 async def test_interim_and_final_transcripts_come_back(emu):
     emu.script_utterance("My main quest is the onboarding flow")
     stt = kane_stt(emu, settings=KaneDeepgramSTTService.Settings(interim_results=True))
@@ -160,6 +202,9 @@ def test_the_pipecat_and_sdk_hooks_it_relies_on_are_unchanged():
         DeepgramSTTService._connection_handler
     )
     assert "send_finalize" in inspect.getsource(DeepgramSTTService.process_frame)
+    # `_cancel_ttfb_timeout` is Pipecat's; the final transcript's push awaits it.
+    assert list(inspect.signature(STTService._cancel_ttfb_timeout).parameters) == ["self"]
+    assert "await self._cancel_ttfb_timeout()" in inspect.getsource(STTService.push_frame)
     assert "send_close_stream" in inspect.getsource(DeepgramSTTService._disconnect)
     connect = listen_v1_client.websockets_client_connect
     assert "compression" in inspect.signature(connect).parameters
