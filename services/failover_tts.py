@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import time
 from collections.abc import AsyncGenerator, AsyncIterator
@@ -11,6 +12,8 @@ from typing import Any
 
 from loguru import logger
 from pipecat.frames.frames import (
+    BotStartedSpeakingFrame,
+    BotStoppedSpeakingFrame,
     CancelFrame,
     EndFrame,
     ErrorFrame,
@@ -18,7 +21,11 @@ from pipecat.frames.frames import (
     StartFrame,
     TTSAudioRawFrame,
 )
-from pipecat.processors.frame_processor import FrameDirection, FrameProcessorSetup
+from pipecat.processors.frame_processor import (
+    FrameCallback,
+    FrameDirection,
+    FrameProcessorSetup,
+)
 from pipecat.services.settings import TTSSettings
 from pipecat.services.tts_service import TTSService
 
@@ -36,11 +43,14 @@ class FailoverTTSParams:
             failed too.
         retry_after_s: After a failure, earlier services in the list are tried again once this
             much time has passed.
+        playback_wait_s: A turn's next sentence waits at most this long for the bot to start
+            speaking the audio already made (see `FailoverTTSService.run_tts`).
     """
 
     first_audio_timeout_s: float = 3.0
     chunk_timeout_s: float = 5.0
     retry_after_s: float = 60.0
+    playback_wait_s: float = 0.1
 
 
 class _Failed(Exception):
@@ -56,6 +66,10 @@ class FailoverTTSService(TTSService):
     silent past a timeout, the same sentence is spoken by the next service in the list and
     the log says so. The rest of the turn stays with the service that worked; earlier
     services are tried again after `retry_after_s`.
+
+    A turn's later sentences are asked for once the bot has started speaking its first
+    (the output transport's `BotStartedSpeakingFrame`, upstream), so a request's work on
+    the event loop never stands between the turn's first audio and the transport.
     """
 
     def __init__(
@@ -80,6 +94,8 @@ class FailoverTTSService(TTSService):
         self._services = services
         self._active = 0
         self._failed_at: float | None = None
+        self._voiced_context: str | None = None  # the last audio context given audio
+        self._bot_speaking = asyncio.Event()  # set by the output transport's news, upstream
 
     @property
     def active_name(self) -> str:
@@ -120,6 +136,24 @@ class FailoverTTSService(TTSService):
         for _, service in self._services:
             await service.cleanup()
 
+    async def queue_frame(
+        self,
+        frame: Frame,
+        direction: FrameDirection = FrameDirection.DOWNSTREAM,
+        callback: FrameCallback | None = None,
+    ):
+        """Note, as it arrives, when the output transport starts and stops the bot's speech.
+
+        The news comes upstream while this service's task may be waiting in `run_tts`, so
+        it is noted here, in the output transport's task, rather than in `process_frame`.
+        """
+        if direction == FrameDirection.UPSTREAM:
+            if isinstance(frame, BotStartedSpeakingFrame):
+                self._bot_speaking.set()
+            elif isinstance(frame, BotStoppedSpeakingFrame):
+                self._bot_speaking.clear()
+        await super().queue_frame(frame, direction, callback)
+
     async def process_frame(self, frame: Frame, direction: FrameDirection):
         """Take a `ToneFrame` for every voice it holds; everything else as a TTS does."""
         if isinstance(frame, ToneFrame):
@@ -156,12 +190,23 @@ class FailoverTTSService(TTSService):
             Audio frames at this service's sample rate, or an `ErrorFrame` when every
             service failed.
         """
+        if context_id == self._voiced_context and not self._bot_speaking.is_set():
+            # A later sentence of a turn whose first audio has not reached the output yet.
+            # Pipecat asks for it as that audio arrives; sending a request holds the event
+            # loop ~1.5 ms (the SDK and HTTP client), and the audio would wait behind it and
+            # the tasks it wakes on its way to the transport (~3 ms a turn at 1 session,
+            # measured). This sentence is wanted only once the first has been heard.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self._params.playback_wait_s):
+                    await self._bot_speaking.wait()
         self._maybe_return_to_first()
         # While services are tried one after another the turn has no audio yet; keep its audio
         # context open, or Pipecat would close the turn before the fallback speaks.
         keepalive = self.create_task(self._keep_context_alive(context_id), "tts-keepalive")
         try:
             async for frame in self._speak_first_that_works(text, context_id):
+                if isinstance(frame, TTSAudioRawFrame):
+                    self._voiced_context = context_id
                 yield frame
         finally:
             await self.cancel_task(keepalive)

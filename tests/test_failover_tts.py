@@ -1,9 +1,21 @@
 import asyncio
+import time
 from collections.abc import AsyncGenerator
 
 import numpy as np
 import pytest
-from pipecat.frames.frames import ErrorFrame, Frame, TTSAudioRawFrame, TTSSpeakFrame
+from pipecat.frames.frames import (
+    BotStartedSpeakingFrame,
+    ErrorFrame,
+    Frame,
+    LLMFullResponseEndFrame,
+    LLMFullResponseStartFrame,
+    LLMTextFrame,
+    TTSAudioRawFrame,
+    TTSSpeakFrame,
+)
+from pipecat.pipeline.pipeline import Pipeline
+from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
 from pipecat.services.tts_service import TTSService
 from pipecat.tests.utils import run_test
 
@@ -18,9 +30,11 @@ class ScriptedTTS(TTSService):
         self.behaviour = behaviour
         self.level = level
         self.requests: list[str] = []
+        self.requested_at: list[float] = []
 
     async def run_tts(self, text: str, context_id: str) -> AsyncGenerator[Frame | None, None]:
         self.requests.append(text)
+        self.requested_at.append(time.monotonic())
         if self.behaviour == "error":
             yield ErrorFrame(error="HTTP 500")
             return
@@ -46,11 +60,17 @@ def levels(frames: list[TTSAudioRawFrame]) -> set[int]:
     return {int(np.frombuffer(f.audio, dtype=np.int16)[len(f.audio) // 4]) for f in frames}
 
 
-def make(*behaviours: str, timeout_s: float = 0.3) -> tuple[FailoverTTSService, list[ScriptedTTS]]:
+def make(
+    *behaviours: str, timeout_s: float = 0.3, playback_wait_s: float = 0.1
+) -> tuple[FailoverTTSService, list[ScriptedTTS]]:
     inner = [ScriptedTTS(b, level=1000 * (i + 1)) for i, b in enumerate(behaviours)]
     tts = FailoverTTSService(
         services=[(f"tts{i}", s) for i, s in enumerate(inner)],
-        params=FailoverTTSParams(first_audio_timeout_s=timeout_s, chunk_timeout_s=timeout_s),
+        params=FailoverTTSParams(
+            first_audio_timeout_s=timeout_s,
+            chunk_timeout_s=timeout_s,
+            playback_wait_s=playback_wait_s,
+        ),
         sample_rate=24000,
     )
     return tts, inner
@@ -102,3 +122,63 @@ async def test_audio_is_resampled_to_the_pipeline_rate():
     # Half as many samples, less what the streaming resampler still holds back.
     samples = sum(len(f.audio) for f in audio) // 2
     assert 0.5 * 2400 < samples <= 2400
+
+
+class Speaker(FrameProcessor):
+    """The output transport's part: says the bot started speaking when audio first comes."""
+
+    def __init__(self, log: list[str], inner: ScriptedTTS, *, tells: bool = True):
+        super().__init__()
+        self._log, self._inner, self._tells = log, inner, tells
+        self._speaking = False
+
+    async def process_frame(self, frame: Frame, direction: FrameDirection):
+        await super().process_frame(frame, direction)
+        if isinstance(frame, TTSAudioRawFrame) and not self._speaking:
+            self._speaking = True
+            self._log.append(f"heard after {len(self._inner.requests)} request(s)")
+            if self._tells:
+                await self.push_frame(BotStartedSpeakingFrame(), FrameDirection.UPSTREAM)
+        await self.push_frame(frame, direction)
+
+
+def answer(*sentences: str) -> list[Frame]:
+    """An LLM's answer of several sentences, as the TTS gets it."""
+    return [
+        LLMFullResponseStartFrame(),
+        *(LLMTextFrame(text) for text in sentences),
+        LLMFullResponseEndFrame(),
+    ]
+
+
+async def test_next_sentence_is_asked_for_once_the_first_is_heard():
+    # A request holds the event loop; the turn's first audio goes out before the next one.
+    tts, inner = make("ok")
+    log: list[str] = []
+    await run_test(
+        Pipeline([tts, Speaker(log, inner[0])]),
+        frames_to_send=answer("Got it. ", "What comes next?"),
+    )
+    assert inner[0].requests == ["Got it.", "What comes next?"]
+    assert log == ["heard after 1 request(s)"]
+
+
+async def test_next_sentence_waits_no_longer_than_its_limit_without_word_of_playback():
+    tts, inner = make("ok", playback_wait_s=0.2)
+    log: list[str] = []
+    await run_test(
+        Pipeline([tts, Speaker(log, inner[0], tells=False)]),
+        frames_to_send=answer("Got it. ", "What comes next?"),
+    )
+    assert inner[0].requests == ["Got it.", "What comes next?"]
+    first, second = inner[0].requested_at
+    assert 0.2 <= second - first < 1.0
+
+
+async def test_each_turn_first_sentence_is_asked_for_at_once():
+    tts, inner = make("ok", playback_wait_s=0.5)
+    # No word of playback at all: only a turn's later sentences would wait for it.
+    started = time.monotonic()
+    await speak(tts, "One.", "Two.", "Three.")
+    assert inner[0].requests == ["One.", "Two.", "Three."]
+    assert time.monotonic() - started < 0.5
