@@ -173,6 +173,7 @@ async def test_next_sentence_waits_no_longer_than_its_limit_without_word_of_play
     assert inner[0].requests == ["Got it.", "What comes next?"]
     first, second = inner[0].requested_at
     assert 0.2 <= second - first < 1.0
+    assert log == ["heard after 1 request(s)"]
 
 
 async def test_each_turn_first_sentence_is_asked_for_at_once():
