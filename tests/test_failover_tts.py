@@ -127,7 +127,7 @@ async def test_audio_is_resampled_to_the_pipeline_rate():
 class Speaker(FrameProcessor):
     """The output transport's part: says the bot started speaking when audio first comes."""
 
-    def __init__(self, log: list[str], inner: ScriptedTTS, *, tells: bool = True):
+    def __init__(self, log: list[str], inner: ScriptedTTS, *, tells: bool):
         super().__init__()
         self._log, self._inner, self._tells = log, inner, tells
         self._speaking = False
@@ -151,25 +151,27 @@ def answer(*sentences: str) -> list[Frame]:
     ]
 
 
+async def answer_aloud(tts: FailoverTTSService, inner: ScriptedTTS, *, tells: bool) -> list[str]:
+    """A two-sentence answer through the TTS and a `Speaker`; what the speaker noted."""
+    log: list[str] = []
+    await run_test(
+        Pipeline([tts, Speaker(log, inner, tells=tells)]),
+        frames_to_send=answer("Got it. ", "What comes next?"),
+    )
+    return log
+
+
 async def test_next_sentence_is_asked_for_once_the_first_is_heard():
     # A request holds the event loop; the turn's first audio goes out before the next one.
     tts, inner = make("ok")
-    log: list[str] = []
-    await run_test(
-        Pipeline([tts, Speaker(log, inner[0])]),
-        frames_to_send=answer("Got it. ", "What comes next?"),
-    )
+    log = await answer_aloud(tts, inner[0], tells=True)
     assert inner[0].requests == ["Got it.", "What comes next?"]
     assert log == ["heard after 1 request(s)"]
 
 
 async def test_next_sentence_waits_no_longer_than_its_limit_without_word_of_playback():
     tts, inner = make("ok", playback_wait_s=0.2)
-    log: list[str] = []
-    await run_test(
-        Pipeline([tts, Speaker(log, inner[0], tells=False)]),
-        frames_to_send=answer("Got it. ", "What comes next?"),
-    )
+    log = await answer_aloud(tts, inner[0], tells=False)
     assert inner[0].requests == ["Got it.", "What comes next?"]
     first, second = inner[0].requested_at
     assert 0.2 <= second - first < 1.0
