@@ -6,6 +6,7 @@ import asyncio
 import subprocess
 import sys
 import textwrap
+import threading
 
 import numpy as np
 import pytest
@@ -59,13 +60,15 @@ def two_voices() -> tuple[bytes, bytes]:
 
 
 class Recording(VADAnalyzer):
-    """Keeps the confidence of every window the analyzer scores."""
+    """Keeps the confidence of every window the analyzer scores, and the thread it ran on."""
 
     confidences: list[float]
+    threads: set[int]
 
     def voice_confidence(self, buffer: bytes) -> float:
         confidence = super().voice_confidence(buffer)  # type: ignore[safe-super]
         self.confidences.append(np.asarray(confidence).item())
+        self.threads.add(threading.get_ident())
         return confidence
 
 
@@ -73,12 +76,14 @@ class RecordingStock(Recording, SileroVADAnalyzer):
     def __init__(self):
         super().__init__(sample_rate=RATE)
         self.confidences = []
+        self.threads = set()
 
 
 class RecordingShared(Recording, SharedSileroVADAnalyzer):
     def __init__(self):
         super().__init__(sample_rate=RATE)
         self.confidences = []
+        self.threads = set()
 
 
 async def hear(analyzer: VADAnalyzer, pcm: bytes) -> list[VADState]:
@@ -99,7 +104,7 @@ async def test_vad_analyzers_on_one_session_hear_their_own_audio_as_unshared_one
         analyzer.set_sample_rate(RATE)
     a, b = chunks(first), chunks(second)
     states: list[list[VADState]] = [[], []]
-    # Window by window, side by side: each analyzer runs the one session on its own thread.
+    # Window by window, side by side: both analyzers run the one session, on the loop.
     for i in range(max(len(a), len(b))):
         pairs = [(k, pcm[i]) for k, pcm in enumerate((a, b)) if i < len(pcm)]
         heard = await asyncio.gather(*(shared[k].analyze_audio(chunk) for k, chunk in pairs))
@@ -111,6 +116,10 @@ async def test_vad_analyzers_on_one_session_hear_their_own_audio_as_unshared_one
     # The two streams really differ, and both hold speech.
     assert shared[0].confidences[:50] != shared[1].confidences[:50]
     assert all(VADState.SPEAKING in heard for heard in states)
+    # Pipecat scores on a thread of each analyzer's own; the shared ones score on the loop.
+    loop_thread = threading.get_ident()
+    assert all(s.threads and loop_thread not in s.threads for s in stock)
+    assert all(s.threads == {loop_thread} for s in shared)
     for vad in [*stock, *shared]:
         await vad.cleanup()
 
