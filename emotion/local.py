@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -86,12 +87,31 @@ RULES: dict[Label, tuple[float, dict[str, float]]] = {
 }  # fmt: skip
 
 
+_estimates: ThreadPoolExecutor | None = None
+
+
+def _estimate_thread() -> ThreadPoolExecutor:
+    """The process's one thread for estimates, started on first use.
+
+    An estimate holds the GIL for much of its few milliseconds (numpy on short arrays), and
+    every thread that wants the GIL takes turns with the event loop. Turns of several sessions
+    often end together; on a thread each, their estimates would leave the loop, which carries
+    those sessions' answers, a smaller share of the GIL the more there are. On one thread they
+    queue instead: the loop shares the GIL with one estimate at most, and an estimate's tone
+    is wanted only when the answer is spoken, half a second later.
+    """
+    global _estimates
+    if _estimates is None:
+        _estimates = ThreadPoolExecutor(max_workers=1, thread_name_prefix="emotion-estimates")
+    return _estimates
+
+
 class LocalEmotionAnalyzer:
     """Estimates emotion from a turn's prosody and words, on this machine.
 
-    Per-turn only: `feed` is ignored and `analyze_turn` does the work in a thread (about
-    6 ms for a 5 s turn). It never fails for want of a connection, so it is the fallback
-    behind remote analyzers.
+    Per-turn only: `feed` is ignored and `analyze_turn` does the work on the process's one
+    estimate thread (about 6 ms for a 5 s turn). It never fails for want of a connection, so
+    it is the fallback behind remote analyzers.
     """
 
     name = "local"
@@ -110,8 +130,9 @@ class LocalEmotionAnalyzer:
         """Ignored: the analysis runs on the whole turn."""
 
     async def analyze_turn(self, turn: TurnAudio) -> EmotionEstimate:
-        """Estimate the turn's emotion (CPU work in a thread)."""
-        return await asyncio.to_thread(self.estimate, turn)
+        """Estimate the turn's emotion (CPU work on the process's one estimate thread)."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(_estimate_thread(), self.estimate, turn)
 
     async def close(self) -> None:
         """Nothing to release."""

@@ -165,6 +165,32 @@ async def test_work_runs_off_the_event_loop():
     assert threads and threads[0] != threading.get_ident()
 
 
+async def test_turns_ending_together_are_estimated_one_at_a_time_on_one_thread():
+    running = 0
+    most = 0
+    threads: set[int] = set()
+
+    class Recording(LocalEmotionAnalyzer):
+        def estimate(self, turn: TurnAudio) -> EmotionEstimate:
+            nonlocal running, most
+            running += 1
+            most = max(most, running)
+            threads.add(threading.get_ident())
+            try:
+                time.sleep(0.02)  # long enough for a second thread to start one beside it
+                return super().estimate(turn)
+            finally:
+                running -= 1
+
+    text = "My main quest today is to ship the onboarding flow"
+    turn = turn_of(spoken(text), text)
+    # One analyzer per session, as the emotion stages of a process's sessions have.
+    estimates = await asyncio.gather(*(Recording().analyze_turn(turn) for _ in range(4)))
+    assert len({e.label for e in estimates}) == 1
+    assert most == 1
+    assert len(threads) == 1 and threading.get_ident() not in threads
+
+
 def test_five_second_turn_costs_under_20_ms():
     text = "I have so much to do and I'm behind on everything, and the deadline is tomorrow"
     turn = turn_of(spoken(text, rate=140), text)
