@@ -98,7 +98,7 @@ def _estimate_thread() -> ThreadPoolExecutor:
     often end together; on a thread each, their estimates would leave the loop, which carries
     those sessions' answers, a smaller share of the GIL the more there are. On one thread they
     queue instead: the loop shares the GIL with one estimate at most, and an estimate's tone
-    is wanted only when the answer is spoken, half a second later.
+    is wanted only when the answer is spoken, most of a second later.
     """
     global _estimates
     if _estimates is None:
