@@ -93,12 +93,12 @@ _estimates: ThreadPoolExecutor | None = None
 def _estimate_thread() -> ThreadPoolExecutor:
     """The process's one thread for estimates, started on first use.
 
-    An estimate holds the GIL for much of its few milliseconds (numpy on short arrays), and
+    An estimate wants the GIL for parts of its few milliseconds (numpy on short arrays), and
     every thread that wants the GIL takes turns with the event loop. Turns of several sessions
-    often end together; on a thread each, their estimates would leave the loop, which carries
-    those sessions' answers, a smaller share of the GIL the more there are. On one thread they
-    queue instead: the loop shares the GIL with one estimate at most, and an estimate's tone
-    is wanted only when the answer is spoken, most of a second later.
+    often end together; on a thread each, their estimates would all take turns with the loop,
+    which carries those sessions' answers. On one thread they queue instead: the loop shares
+    the GIL with one estimate at most, and an estimate's tone is wanted only when the answer
+    is spoken, most of a second later.
     """
     global _estimates
     if _estimates is None:
