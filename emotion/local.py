@@ -18,6 +18,7 @@ Example:
 from __future__ import annotations
 
 import asyncio
+import functools
 import math
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -87,9 +88,7 @@ RULES: dict[Label, tuple[float, dict[str, float]]] = {
 }  # fmt: skip
 
 
-_estimates: ThreadPoolExecutor | None = None
-
-
+@functools.cache
 def _estimate_thread() -> ThreadPoolExecutor:
     """The process's one thread for estimates, started on first use.
 
@@ -100,10 +99,7 @@ def _estimate_thread() -> ThreadPoolExecutor:
     the GIL with one estimate at most, and an estimate's tone is wanted only when the answer
     is spoken, most of a second later.
     """
-    global _estimates
-    if _estimates is None:
-        _estimates = ThreadPoolExecutor(max_workers=1, thread_name_prefix="emotion-estimates")
-    return _estimates
+    return ThreadPoolExecutor(max_workers=1, thread_name_prefix="emotion-estimates")
 
 
 class LocalEmotionAnalyzer:
