@@ -7,9 +7,9 @@ the first time a session asks for it (or ahead of time by `preload_shared_models
 
 Only the inference session is shared. What follows one audio stream stays per analyzer:
 Silero's recurrent state and audio context, Smart Turn's buffered turn. An inference session
-holds no state between runs and onnxruntime lets several threads run it at once (Smart Turn's
-analyzers each run it on a thread of their own; Silero VAD runs on the event loop, see
-`SharedSileroVADAnalyzer.analyze_audio`).
+holds no state between runs. Silero VAD runs on the event loop (see
+`SharedSileroVADAnalyzer.analyze_audio`); Smart Turn runs on the process's one Smart Turn
+thread, in the order the turns ended (see `SharedSmartTurnAnalyzerV3`).
 
 Each model runs on one thread, and so does the matrix product of Smart Turn's features
 (numpy's OpenBLAS; see `_load_smart_turn_v3`): a process is one core's sessions.
@@ -18,8 +18,10 @@ Each model runs on one thread, and so does the matrix product of Smart Turn's fe
 from __future__ import annotations
 
 import asyncio
+import functools
 import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from importlib import resources
 
 import onnxruntime
@@ -172,11 +174,24 @@ class SharedSileroVADAnalyzer(SileroVADAnalyzer):
         return self._run_analyzer(buffer)
 
 
+@functools.cache
+def _smart_turn_thread() -> ThreadPoolExecutor:
+    """The process's one thread for Smart Turn, started on first use."""
+    return ThreadPoolExecutor(max_workers=1, thread_name_prefix="smart-turn")
+
+
 class SharedSmartTurnAnalyzerV3(LocalSmartTurnAnalyzerV3):
-    """Smart Turn v3 on the process's one Smart Turn inference session.
+    """Smart Turn v3 on the process's one Smart Turn inference session and thread.
 
     Behaves as `LocalSmartTurnAnalyzerV3` with its bundled model; the buffered turn audio
-    and the thread the model runs on belong to this analyzer.
+    belongs to this analyzer. Pipecat runs each analyzer's model on a thread of the
+    analyzer's own; here every analyzer of the process runs it on one thread, turn after
+    turn. A run is ~48 ms of a core on the benchmark's machine (8 s of audio, whatever the
+    turn's length), and a turn ends when both it and the final transcript are in (there,
+    the transcript comes ~150 ms after the run starts). When several sessions' turns end
+    together, a thread each shares the cores among them all and every one finishes late;
+    one after another, the first finishes as it would alone. A process runs one core's
+    sessions, so one thread is the core's worth.
     """
 
     def __init__(
@@ -202,6 +217,11 @@ class SharedSmartTurnAnalyzerV3(LocalSmartTurnAnalyzerV3):
     def session(self) -> onnxruntime.InferenceSession:
         """The inference session this analyzer runs."""
         return self._session
+
+    @property
+    def _model_executor(self) -> ThreadPoolExecutor:
+        """The process's Smart Turn thread (Pipecat's `analyze_end_of_turn` runs on it)."""
+        return _smart_turn_thread()
 
 
 def build_vad_analyzer(params: VADParams | None = None) -> SharedSileroVADAnalyzer:

@@ -159,6 +159,48 @@ async def test_smart_turn_analyzers_on_one_session_judge_their_own_turns_as_unsh
         await analyzer.cleanup()
 
 
+async def test_turns_ending_together_are_judged_one_after_another_on_one_thread():
+    running = 0
+    most = 0
+    threads: set[int] = set()
+    started: list[int] = []
+
+    class Judging(SharedSmartTurnAnalyzerV3):
+        def __init__(self, number: int):
+            super().__init__(sample_rate=RATE)
+            self.number = number
+
+        def _process_speech_segment(self, audio_buffer):
+            nonlocal running, most
+            running += 1
+            most = max(most, running)
+            threads.add(threading.get_ident())
+            started.append(self.number)
+            try:
+                return super()._process_speech_segment(audio_buffer)
+            finally:
+                running -= 1
+
+    pcm = spoken(ONBOARDING_SENTENCE, trailing_silence_s=0.2)
+    # One analyzer per session, as the user aggregators of a process's sessions have.
+    analyzers = [Judging(number) for number in range(4)]
+    for analyzer in analyzers:
+        analyzer.set_sample_rate(RATE)
+        for chunk in chunks(pcm):
+            analyzer.append_audio(chunk, is_speech=True)
+    judged = await asyncio.gather(*(end_of_turn(analyzer) for analyzer in analyzers))
+
+    assert len(set(judged)) == 1  # the same turn, the same judgment
+    assert most == 1 and started == [0, 1, 2, 3]
+    assert len(threads) == 1 and threading.get_ident() not in threads
+    # A session's end (its analyzer cleaned up) leaves the thread to the others.
+    await analyzers[0].cleanup()
+    for chunk in chunks(pcm):
+        analyzers[1].append_audio(chunk, is_speech=True)
+    assert await end_of_turn(analyzers[1]) == judged[1]
+    assert len(threads) == 1
+
+
 def test_shared_analyzers_keep_every_attribute_pipecats_own_have():
     # The shared analyzers set by hand what Pipecat's constructors set; a Pipecat upgrade
     # adding state to them shows up here.
