@@ -190,7 +190,7 @@ class SharedSmartTurnAnalyzerV3(LocalSmartTurnAnalyzerV3):
     turn's length), and a turn ends when both it and the final transcript are in (there,
     the transcript comes ~150 ms after the run starts). When several sessions' turns end
     together, a thread each shares the cores among them all and every one finishes late;
-    one after another, the first finishes as it would alone. A process runs one core's
+    one after another, the first is not held back by the others. A process runs one core's
     sessions, so one thread is the core's worth.
     """
 
