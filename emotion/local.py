@@ -18,9 +18,7 @@ Example:
 from __future__ import annotations
 
 import asyncio
-import functools
 import math
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -29,6 +27,7 @@ from emotion import sentiment
 from emotion.analyzer import LABELS, EmotionEstimate, Label, TurnAudio
 from emotion.prosody import Prosody, measure
 from emotion.sentiment import TextCues
+from services.process_threads import process_thread
 
 
 @dataclass(frozen=True)
@@ -88,26 +87,16 @@ RULES: dict[Label, tuple[float, dict[str, float]]] = {
 }  # fmt: skip
 
 
-@functools.cache
-def _estimate_thread() -> ThreadPoolExecutor:
-    """The process's one thread for estimates, started on first use.
-
-    An estimate wants the GIL for parts of its few milliseconds (numpy on short arrays), and
-    every thread that wants the GIL takes turns with the event loop. Turns of several sessions
-    often end together; on a thread each, their estimates would all take turns with the loop,
-    which carries those sessions' answers. On one thread they queue instead: the loop shares
-    the GIL with one estimate at most, and an estimate's tone is wanted only when the answer
-    is spoken, most of a second later.
-    """
-    return ThreadPoolExecutor(max_workers=1, thread_name_prefix="emotion-estimates")
-
-
 class LocalEmotionAnalyzer:
     """Estimates emotion from a turn's prosody and words, on this machine.
 
     Per-turn only: `feed` is ignored and `analyze_turn` does the work on the process's one
-    estimate thread (about 6 ms for a 5 s turn). It never fails for want of a connection, so
-    it is the fallback behind remote analyzers.
+    estimate thread (about 6 ms for a 5 s turn). An estimate wants the GIL for parts of its
+    few milliseconds (numpy on short arrays), and every thread that wants it takes turns with
+    the event loop: on one thread, estimates of turns that end together queue, and the loop
+    shares the GIL with one at most; the tone is wanted when the answer is spoken, most of a
+    second later. It never fails for want of a connection, so it is the fallback behind
+    remote analyzers.
     """
 
     name = "local"
@@ -128,7 +117,7 @@ class LocalEmotionAnalyzer:
     async def analyze_turn(self, turn: TurnAudio) -> EmotionEstimate:
         """Estimate the turn's emotion (CPU work on the process's one estimate thread)."""
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(_estimate_thread(), self.estimate, turn)
+        return await loop.run_in_executor(process_thread("emotion-estimates"), self.estimate, turn)
 
     async def close(self) -> None:
         """Nothing to release."""

@@ -18,7 +18,6 @@ Each model runs on one thread, and so does the matrix product of Smart Turn's fe
 from __future__ import annotations
 
 import asyncio
-import functools
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -32,6 +31,8 @@ from pipecat.audio.vad.silero import SileroOnnxModel, SileroVADAnalyzer
 from pipecat.audio.vad.vad_analyzer import VADAnalyzer, VADParams, VADState
 from pipecat.utils.env import env_truthy
 from threadpoolctl import threadpool_limits
+
+from services.process_threads import process_thread
 
 _sessions: dict[str, onnxruntime.InferenceSession] = {}
 _sessions_lock = threading.Lock()
@@ -174,12 +175,6 @@ class SharedSileroVADAnalyzer(SileroVADAnalyzer):
         return self._run_analyzer(buffer)
 
 
-@functools.cache
-def _smart_turn_thread() -> ThreadPoolExecutor:
-    """The process's one thread for Smart Turn, started on first use."""
-    return ThreadPoolExecutor(max_workers=1, thread_name_prefix="smart-turn")
-
-
 class SharedSmartTurnAnalyzerV3(LocalSmartTurnAnalyzerV3):
     """Smart Turn v3 on the process's one Smart Turn inference session and thread.
 
@@ -221,7 +216,7 @@ class SharedSmartTurnAnalyzerV3(LocalSmartTurnAnalyzerV3):
     @property
     def _model_executor(self) -> ThreadPoolExecutor:
         """The process's Smart Turn thread (Pipecat's `analyze_end_of_turn` runs on it)."""
-        return _smart_turn_thread()
+        return process_thread("smart-turn")
 
 
 def build_vad_analyzer(params: VADParams | None = None) -> SharedSileroVADAnalyzer:
