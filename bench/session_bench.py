@@ -321,8 +321,8 @@ def _intervals(level: dict[str, Any]) -> str:
     i = level["added_interval_95_ms"]
     if i["p50_ms"] is None:
         return "one round: no interval"
-    (p_lo, p_hi), (m_lo, m_hi) = i["p50_ms"], i["paired_median_ms"]
-    (t_lo, t_hi) = i["p99_ms"]
+    (p_lo, p_hi), (t_lo, t_hi) = i["p50_ms"], i["p99_ms"]
+    m_lo, m_hi = i["paired_median_ms"]
     return (
         f"95% over rounds: p50 [{p_lo:+.1f}, {p_hi:+.1f}], p99 [{t_lo:+.1f}, {t_hi:+.1f}],"
         f" paired [{m_lo:+.1f}, {m_hi:+.1f}]"

@@ -28,7 +28,7 @@ def test_rounds_that_disagree_widen_the_interval_to_what_they_say():
     assert 0.0 <= low < 20.0 < high <= 40.0
 
 
-def test_a_slow_turn_in_one_round_widens_the_p99_interval_not_the_p50_one():
+def test_slow_turns_in_one_round_widen_the_p99_interval_not_the_p50_one():
     turns = [1000.0 + d for d in range(100)]
     calm = [pair(turns, turns) for _ in range(5)]
     stalled = pair(turns[:-3] + [1400.0] * 3, turns)  # three turns ~300 ms late, one round
