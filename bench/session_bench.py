@@ -58,14 +58,17 @@ from bench.session_rounds import (
     LocalRounds,
     RoundResult,
     Rounds,
+    split_round,
     spoken_turns,
 )
+from bench.session_runs import mixed
 from bench.session_shards import ShardedRounds
 from bench.session_shared import SharedServices
 from bench.session_stats import (
     RoundPair,
     compare,
     machine,
+    mixed_round_pair,
     paired_differences_ms,
     plot,
     quantiles,
@@ -92,6 +95,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     stock: list[dict[str, Any]] = []
     emotion: list[dict[str, Any]] = []
     same: list[dict[str, Any]] = []
+    mixes: list[dict[str, Any]] = []
+    mixes_same: list[dict[str, Any]] = []
     profile: dict[str, Any] | None = None
     try:
         await shared.open()
@@ -148,6 +153,21 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 f"  {n:>2} bare against itself: p50 {a['p50_ms']:+.1f}  p95 {a['p95_ms']:+.1f}"
                 f"  p99 {a['p99_ms']:+.1f} ms (paired median {a['paired_median_ms']:+.1f});"
                 f" {_intervals(study)}",
+                flush=True,
+            )
+        for n in args.mixed_levels:
+            study = await _mixed(bench, "kane", n, args.rounds, args.turns)
+            mixes.append(study)
+            print(f"  {n:>2} mixed: half KANE, half bare, in the same rounds", flush=True)
+            _print_level(study)
+        for n in args.mixed_same_levels:
+            study = await _mixed(bench, "bare_again", n, args.rounds, args.turns)
+            mixes_same.append(study)
+            a = study["added_ms"]
+            print(
+                f"  {n:>2} mixed, bare against itself: p50 {a['p50_ms']:+.1f}"
+                f"  p95 {a['p95_ms']:+.1f}  p99 {a['p99_ms']:+.1f} ms"
+                f" (paired median {a['paired_median_ms']:+.1f}); {_intervals(study)}",
                 flush=True,
             )
         for n in args.stock_levels:
@@ -212,6 +232,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "stock_pipecat": stock,
         "emotion_stage": emotion,
         "bare_against_itself": same,
+        "mixed": mixes,
+        "mixed_bare_against_itself": mixes_same,
         "profile": profile,
     }
 
@@ -225,6 +247,8 @@ def _slots(args: argparse.Namespace) -> int:
             *args.stock_levels,
             *args.emotion_levels,
             *args.same_levels,
+            *args.mixed_levels,
+            *args.mixed_same_levels,
             args.profile_sessions,
             args.processes,
             1,
@@ -257,6 +281,33 @@ async def _against_bare(
     by_kind = await _alternate(bench, ("bare", kind), n, rounds, turns)
     summaries = {k: summarize_kind(v) for k, v in by_kind.items()}
     pairs = _round_pairs(by_kind[kind], by_kind["bare"])
+    added = compare(summaries[kind], summaries["bare"], _paired(pairs))
+    added["added_interval_95_ms"] = round_intervals(pairs)
+    return {"sessions": n, **summaries, **added}
+
+
+async def _mixed(bench: Rounds, kind: str, n: int, rounds: int, turns: int) -> dict[str, Any]:
+    """Rounds of `n` sessions, half `kind` and half bare at once; `kind`'s added latency.
+
+    Each round index runs twice with the same script and timings, the slots' kinds swapped
+    the second time (which comes first alternates), so every slot says its turns once as
+    each kind. The two kinds share every moment of the host (its load, the other work of
+    their processes, Smart Turn's queue), which rounds of one kind cannot: what differs is
+    what a turn costs each kind's pipeline, at a load of half of each. CPU per session is
+    the mix's.
+    """
+    by_kind: dict[str, list[RoundResult]] = {"bare": [], kind: []}
+    pairs = []
+    for index in range(rounds):
+        mixes = (mixed("bare", kind), mixed(kind, "bare"))
+        halves = []
+        for mix in mixes if index % 2 == 0 else reversed(mixes):
+            print(f"  {n:>2} sessions, round {index + 1}/{rounds}: {mix} ...", flush=True)
+            halves.append(split_round(await bench.round(mix, n, index, turns)))
+        for k, parts in by_kind.items():
+            parts += [half[k] for half in halves if k in half]
+        pairs.append(mixed_round_pair(kind, halves))
+    summaries = {k: summarize_kind(v) for k, v in by_kind.items()}
     added = compare(summaries[kind], summaries["bare"], _paired(pairs))
     added["added_interval_95_ms"] = round_intervals(pairs)
     return {"sessions": n, **summaries, **added}
@@ -412,6 +463,19 @@ def main() -> int:
         default=[],
         help="bare against itself under another name: how far apart two kinds that are the"
         " same come out (the noise floor of the added latency)",
+    )
+    parser.add_argument(
+        "--mixed-levels",
+        type=_levels,
+        default=[],
+        help="rounds half KANE and half bare at once, then the other way round: KANE's"
+        " added latency with the host's moments shared",
+    )
+    parser.add_argument(
+        "--mixed-same-levels",
+        type=_levels,
+        default=[],
+        help="the same with bare against itself (the mixed rounds' noise floor)",
     )
     parser.add_argument("--quick", action="store_true", help="1, 8, 24 sessions; 1 round")
     parser.add_argument(

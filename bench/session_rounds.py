@@ -25,7 +25,7 @@ import time
 import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +35,14 @@ import psutil
 import soundfile as sf
 
 from bench.loopback_transport import SpokenTurn
-from bench.session_runs import BenchSession, Services, SessionOutcome, bench_settings, is_kane
+from bench.session_runs import (
+    BenchSession,
+    Services,
+    SessionOutcome,
+    bench_settings,
+    is_kane,
+    slot_kind,
+)
 from bench.session_shared import Backends, SharedServices, processes
 from session.archive import Archive
 from session.heap import freeze_startup_heap
@@ -171,6 +178,26 @@ class RoundResult:
     """Times the event loops' threads gave up their core while the people talked."""
 
 
+def split_round(result: RoundResult) -> dict[str, RoundResult]:
+    """A mixed round (`session_runs.mixed`) as one round of each of its kinds.
+
+    Each part has its kind's sessions only and keeps the whole round's figures for the
+    machine: CPU, RSS, the loops' switches and the load are the mix's, so a part's CPU per
+    session is the mix's average, not its kind's. The journal's accounting goes with the
+    KANE part (it counted KANE's sessions only: mix one KANE kind with bare ones).
+    """
+    kinds = {o.kind for o in result.outcomes}
+    return {
+        kind: replace(
+            result,
+            kind=kind,
+            outcomes=[o for o in result.outcomes if o.kind == kind],
+            journal=result.journal if is_kane(kind) else {},
+        )
+        for kind in sorted(kinds)
+    }
+
+
 class Bench:
     """Runs the sessions of rounds in this process, against the shared services."""
 
@@ -228,7 +255,8 @@ class Bench:
         barrier: Callable[[], Awaitable[None]] | None = None,
     ) -> RoundResult:
         """Run the sessions of `slots` (all `n` by default) of a round of `n` sessions of
-        `kind`, each saying `turns` turns, and account for them.
+        `kind` (a mixed kind gives each slot its own, `slot_kind`), each saying `turns`
+        turns, and account for them.
 
         The emulated cloud must have been prepared for the round. With `unfinished`, each
         session's second turn is `UNFINISHED`. `barrier` is awaited once every microphone is
@@ -250,17 +278,18 @@ class Bench:
         built = time.monotonic()
         sessions = [
             BenchSession(
-                kind=kind,
+                kind=slot_kind(kind, slot),
                 slot=slot,
                 services=services,
                 http=self._http,
-                archive=self._archive if is_kane(kind) else None,
+                archive=self._archive if is_kane(slot_kind(kind, slot)) else None,
             )
             for slot in slots
         ]
         for session in sessions:
             session.start()
-        sampler = _Sampler(me, self._archive if is_kane(kind) else None, sessions)
+        kane_here = any(is_kane(session.kind) for session in sessions)
+        sampler = _Sampler(me, self._archive if kane_here else None, sessions)
         try:
             await asyncio.gather(*(s.ready() for s in sessions))
             setup_s = time.monotonic() - built
@@ -313,9 +342,12 @@ class Bench:
             loop_preempted=after.loop_preempted - before.loop_preempted,
             loop_waited=after.loop_waited - before.loop_waited,
         )
-        if is_kane(kind):
+        if kane_here:
             result.journal = await self._journal_accounting(
-                outcomes, journal_before, result.talk_s, sampler.backlog_peak
+                [o for o in outcomes if is_kane(o.kind)],
+                journal_before,
+                result.talk_s,
+                sampler.backlog_peak,
             )
         return result
 

@@ -109,6 +109,18 @@ def is_preemptive(kind: str) -> bool:
     return kind.endswith("_preemptive")
 
 
+def mixed(*kinds: str) -> str:
+    """The kind of a round whose slots take `kinds` in turn: `mixed("bare", "kane")` gives
+    slot 0 bare, slot 1 KANE, slot 2 bare, ... (see `slot_kind`)."""
+    return "+".join(kinds)
+
+
+def slot_kind(kind: str, slot: int) -> str:
+    """The kind of the session in `slot` of a round of `kind` (one of `KINDS`, or `mixed`)."""
+    kinds = kind.split("+")
+    return kinds[slot % len(kinds)]
+
+
 @dataclass
 class Stopwatch:
     """What the hooks noted in one session (times are `time.monotonic_ns()`).

@@ -95,6 +95,18 @@ class RoundPair:
     paired_ms: list[float]
 
 
+def mixed_round_pair(kind: str, halves: Sequence[dict[str, RoundResult]]) -> RoundPair:
+    """The two mixed rounds of one index (`session_rounds.split_round` of each, the slots'
+    kinds swapped between them) as one pair: every slot's turns as `kind` and as bare."""
+    kind_outcomes = [o for half in halves if kind in half for o in half[kind].outcomes]
+    base_outcomes = [o for half in halves if "bare" in half for o in half["bare"].outcomes]
+    return RoundPair(
+        kind_ms=voice_to_voice_ms(kind_outcomes),
+        base_ms=voice_to_voice_ms(base_outcomes),
+        paired_ms=paired_differences_ms(kind_outcomes, base_outcomes),
+    )
+
+
 def round_intervals(
     pairs: Sequence[RoundPair], *, level: float = 0.95, resamples: int = 2000, seed: int = 0
 ) -> dict[str, list[float] | None]:
@@ -307,10 +319,11 @@ def summarize_kind(rounds: list[RoundResult]) -> dict[str, Any]:
     }
     summary["bot_audio_lost_bytes"] = max(0, summary["tts_bytes"] - summary["bot_bytes_played"])
     stages = stage_offsets_ms(outcomes)
-    summary["stages_p50_ms"] = {
-        stage: (round(float(np.median(values)), 1) if values else None)
-        for stage, values in stages.items()
-    }
+    for name, q in (("stages_p50_ms", 50), ("stages_p99_ms", 99)):
+        summary[name] = {
+            stage: (round(float(np.percentile(values, q)), 1) if values else None)
+            for stage, values in stages.items()
+        }
     # Smart Turn judged the words unfinished: the turn ended on its 3 s of silence.
     summary["turns_ended_by_silence"] = sum(1 for ms in stages["turn_end"] if ms > 2000)
     by_text: dict[str, list[float]] = {}
@@ -372,8 +385,11 @@ def compare(kane: dict[str, Any], bare: dict[str, Any], paired: list[float]) -> 
     }
     added["paired_median_ms"] = round(float(np.median(paired)), 2) if paired else None
     by_stage = {
-        stage: round(value - bare["stages_p50_ms"][stage], 1)
-        for stage, value in kane["stages_p50_ms"].items()
-        if value is not None and bare["stages_p50_ms"].get(stage) is not None
+        f"added_{q}_by_stage_ms": {
+            stage: round(value - bare[f"stages_{q}_ms"][stage], 1)
+            for stage, value in kane[f"stages_{q}_ms"].items()
+            if value is not None and bare[f"stages_{q}_ms"].get(stage) is not None
+        }
+        for q in ("p50", "p99")
     }
-    return {"added_ms": added, "ratio": ratio, "added_p50_by_stage_ms": by_stage}
+    return {"added_ms": added, "ratio": ratio, **by_stage}

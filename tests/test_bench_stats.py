@@ -1,8 +1,11 @@
-"""The session benchmark's interval over rounds."""
+"""The session benchmark's interval over rounds, and its mixed rounds."""
 
 from __future__ import annotations
 
-from bench.session_stats import RoundPair, round_intervals
+from bench.loopback_transport import TurnTiming
+from bench.session_rounds import RoundResult, split_round
+from bench.session_runs import SessionOutcome, Stopwatch, mixed, slot_kind
+from bench.session_stats import RoundPair, mixed_round_pair, round_intervals
 
 
 def pair(kind: list[float], base: list[float]) -> RoundPair:
@@ -45,3 +48,64 @@ def test_one_round_gives_no_interval():
         "p99_ms": None,
         "paired_median_ms": None,
     }
+
+
+def outcome(kind: str, slot: int, v2v_s: list[float]) -> SessionOutcome:
+    turns = [TurnTiming(text="t", speech_end_s=10.0, first_audio_s=10.0 + v) for v in v2v_s]
+    return SessionOutcome(kind, slot, f"s{slot}", turns, Stopwatch(), [], 0, 0)
+
+
+def mixed_round(kind: str, v2v_by_slot: list[list[float]]) -> RoundResult:
+    """A round of `kind` (mixed) whose slot s answered after `v2v_by_slot[s]` seconds."""
+    return RoundResult(
+        kind=kind,
+        sessions=len(v2v_by_slot),
+        index=0,
+        outcomes=[outcome(slot_kind(kind, s), s, v) for s, v in enumerate(v2v_by_slot)],
+        setup_s=1.0,
+        talk_s=10.0,
+        teardown_s=1.0,
+        cpu_own_s=4.0,
+        cpu_postgres_s=0.0,
+        cpu_emulators_s=0.0,
+        system_cpu_pct=50.0,
+        rss_before_mb=100.0,
+        rss_peak_mb=120.0,
+        input_backlog_peak=0,
+        chat_requests=8,
+        loadavg=(1.0, 1.0),
+        journal={"events_by_taps": 7},
+    )
+
+
+def test_a_mixed_round_gives_its_slots_the_kinds_in_turn():
+    assert [slot_kind(mixed("bare", "kane"), s) for s in range(5)] == [
+        "bare",
+        "kane",
+        "bare",
+        "kane",
+        "bare",
+    ]
+    assert [slot_kind(mixed("kane", "bare"), s) for s in range(2)] == ["kane", "bare"]
+    assert slot_kind("kane", 3) == "kane"
+
+
+def test_a_mixed_round_splits_into_its_kinds_each_with_the_whole_rounds_machine():
+    parts = split_round(mixed_round(mixed("bare", "kane"), [[1.0], [1.1], [1.2], [1.3]]))
+    assert sorted(parts) == ["bare", "kane"]
+    assert [o.slot for o in parts["bare"].outcomes] == [0, 2]
+    assert [o.slot for o in parts["kane"].outcomes] == [1, 3]
+    assert parts["kane"].journal == {"events_by_taps": 7}  # KANE's sessions' journal
+    assert parts["bare"].journal == {}
+    for part in parts.values():  # the machine's figures are the mix's
+        assert (part.sessions, part.cpu_own_s, part.talk_s) == (4, 4.0, 10.0)
+
+
+def test_a_mixed_pair_compares_each_slot_as_kane_with_itself_as_bare():
+    # Slots 0 and 1 take 1.0 s and 2.0 s whatever they run; KANE adds 5 ms to each turn.
+    first = split_round(mixed_round(mixed("bare", "kane"), [[1.0, 1.0], [2.005, 2.005]]))
+    second = split_round(mixed_round(mixed("kane", "bare"), [[1.005, 1.005], [2.0, 2.0]]))
+    pair = mixed_round_pair("kane", [first, second])
+    assert sorted(round(ms, 6) for ms in pair.kind_ms) == [1005.0, 1005.0, 2005.0, 2005.0]
+    assert sorted(round(ms, 6) for ms in pair.base_ms) == [1000.0, 1000.0, 2000.0, 2000.0]
+    assert [round(ms, 6) for ms in pair.paired_ms] == [5.0] * 4
