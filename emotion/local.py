@@ -27,7 +27,7 @@ from emotion import sentiment
 from emotion.analyzer import LABELS, EmotionEstimate, Label, TurnAudio
 from emotion.prosody import Prosody, measure
 from emotion.sentiment import TextCues
-from services.process_threads import process_thread
+from services.process_threads import TURN_END, process_thread
 
 
 @dataclass(frozen=True)
@@ -90,13 +90,14 @@ RULES: dict[Label, tuple[float, dict[str, float]]] = {
 class LocalEmotionAnalyzer:
     """Estimates emotion from a turn's prosody and words, on this machine.
 
-    Per-turn only: `feed` is ignored and `analyze_turn` does the work on the process's one
-    estimate thread (about 6 ms for a 5 s turn). An estimate wants the GIL for parts of its
-    few milliseconds (numpy on short arrays), and every thread that wants it takes turns with
-    the event loop: on one thread, estimates of turns that end together queue, and the loop
-    shares the GIL with one at most; the tone is wanted when the answer is spoken, most of a
-    second later. It never fails for want of a connection, so it is the fallback behind
-    remote analyzers.
+    Per-turn only: `feed` is ignored and `analyze_turn` does the work on the process's
+    turn-end thread (about 6 ms for a 5 s turn), after the Smart Turn runs asked for before
+    it (`services.process_threads.TURN_END`). An estimate wants the GIL for parts of its few
+    milliseconds (numpy on short arrays), and every thread that wants it takes turns with the
+    event loop: on one thread, estimates of turns that end together queue, the loop shares
+    the GIL with one at most, and no estimate takes the core from a Smart Turn run a turn is
+    waiting for; the tone is wanted when the answer is spoken, most of a second later. It
+    never fails for want of a connection, so it is the fallback behind remote analyzers.
     """
 
     name = "local"
@@ -115,9 +116,9 @@ class LocalEmotionAnalyzer:
         """Ignored: the analysis runs on the whole turn."""
 
     async def analyze_turn(self, turn: TurnAudio) -> EmotionEstimate:
-        """Estimate the turn's emotion (CPU work on the process's one estimate thread)."""
+        """Estimate the turn's emotion (CPU work on the process's turn-end thread)."""
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(process_thread("emotion-estimates"), self.estimate, turn)
+        return await loop.run_in_executor(process_thread(TURN_END), self.estimate, turn)
 
     async def close(self) -> None:
         """Nothing to release."""

@@ -8,7 +8,7 @@ the first time a session asks for it (or ahead of time by `preload_shared_models
 Only the inference session is shared. What follows one audio stream stays per analyzer:
 Silero's recurrent state and audio context, Smart Turn's buffered turn. An inference session
 holds no state between runs. Silero VAD runs on the event loop (see
-`SharedSileroVADAnalyzer.analyze_audio`); Smart Turn runs on the process's one Smart Turn
+`SharedSileroVADAnalyzer.analyze_audio`); Smart Turn runs on the process's one turn-end
 thread, in the order the turns ended (see `SharedSmartTurnAnalyzerV3`).
 
 Each model runs on one thread, and so does the matrix product of Smart Turn's features
@@ -32,7 +32,7 @@ from pipecat.audio.vad.vad_analyzer import VADAnalyzer, VADParams, VADState
 from pipecat.utils.env import env_truthy
 from threadpoolctl import threadpool_limits
 
-from services.process_threads import process_thread
+from services.process_threads import TURN_END, process_thread
 
 _sessions: dict[str, onnxruntime.InferenceSession] = {}
 _sessions_lock = threading.Lock()
@@ -176,12 +176,12 @@ class SharedSileroVADAnalyzer(SileroVADAnalyzer):
 
 
 class SharedSmartTurnAnalyzerV3(LocalSmartTurnAnalyzerV3):
-    """Smart Turn v3 on the process's one Smart Turn inference session and thread.
+    """Smart Turn v3 on the process's one Smart Turn inference session and turn-end thread.
 
     Behaves as `LocalSmartTurnAnalyzerV3` with its bundled model; the buffered turn audio
     belongs to this analyzer. Pipecat runs each analyzer's model on a thread of the
-    analyzer's own; here every analyzer of the process runs it on the process's Smart Turn
-    thread (`services.process_threads`), turn after turn. A run is ~48 ms of a core on the
+    analyzer's own; here every analyzer of the process runs it on the process's turn-end
+    thread (`services.process_threads.TURN_END`), turn after turn. A run is ~48 ms of a core on the
     benchmark's machine (8 s of audio, whatever the turn's length), and a turn ends when
     both it and the final transcript are in (there, the transcript comes ~150 ms after the
     run starts): with turns ending together, the first is not held back by the others.
@@ -213,8 +213,8 @@ class SharedSmartTurnAnalyzerV3(LocalSmartTurnAnalyzerV3):
 
     @property
     def _model_executor(self) -> ThreadPoolExecutor:
-        """The process's Smart Turn thread (Pipecat's `analyze_end_of_turn` runs on it)."""
-        return process_thread("smart-turn")
+        """The process's turn-end thread (Pipecat's `analyze_end_of_turn` runs on it)."""
+        return process_thread(TURN_END)
 
 
 def build_vad_analyzer(params: VADParams | None = None) -> SharedSileroVADAnalyzer:

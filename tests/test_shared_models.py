@@ -7,6 +7,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -18,6 +19,8 @@ from pipecat.audio.vad.vad_analyzer import VADAnalyzer, VADState
 from pipecat.metrics.metrics import TurnMetricsData
 from pipecat.turns.user_stop import TurnAnalyzerUserTurnStopStrategy
 
+from emotion.analyzer import EmotionEstimate, TurnAudio
+from emotion.local import LocalEmotionAnalyzer
 from services.shared_models import (
     SharedSileroVADAnalyzer,
     SharedSmartTurnAnalyzerV3,
@@ -199,6 +202,50 @@ async def test_turns_ending_together_are_judged_one_after_another_on_one_thread(
         analyzers[1].append_audio(chunk, is_speech=True)
     assert await end_of_turn(analyzers[1]) == judged[1]
     assert len(threads) == 1
+
+
+async def test_emotion_estimates_never_take_the_core_from_a_smart_turn_run():
+    # A process's turn-end work is one queue: Smart Turn's runs and the local emotion
+    # estimates, one at a time, in the order they were asked for.
+    running = 0
+    most = 0
+    threads: set[int] = set()
+    ran: list[str] = []
+
+    def track(name: str, work):
+        nonlocal running, most
+        running += 1
+        most = max(most, running)
+        threads.add(threading.get_ident())
+        ran.append(name)
+        try:
+            time.sleep(0.02)  # long enough for another thread to start beside it
+            return work()
+        finally:
+            running -= 1
+
+    class Judging(SharedSmartTurnAnalyzerV3):
+        def _process_speech_segment(self, audio_buffer):
+            return track("turn", lambda: super(Judging, self)._process_speech_segment(audio_buffer))
+
+    class Estimating(LocalEmotionAnalyzer):
+        def estimate(self, turn: TurnAudio) -> EmotionEstimate:
+            return track("estimate", lambda: super(Estimating, self).estimate(turn))
+
+    pcm = spoken(ONBOARDING_SENTENCE, trailing_silence_s=0.2)
+    judges = [Judging(sample_rate=RATE) for _ in range(2)]
+    for judge in judges:
+        for chunk in chunks(pcm):
+            judge.append_audio(chunk, is_speech=True)
+    turn = TurnAudio(pcm=pcm, sample_rate=RATE, text=ONBOARDING_SENTENCE)
+    await asyncio.gather(
+        end_of_turn(judges[0]),
+        Estimating().analyze_turn(turn),
+        end_of_turn(judges[1]),
+        Estimating().analyze_turn(turn),
+    )
+    assert most == 1 and ran == ["turn", "estimate", "turn", "estimate"]
+    assert len(threads) == 1 and threading.get_ident() not in threads
 
 
 def test_shared_analyzers_keep_every_attribute_pipecats_own_have():
