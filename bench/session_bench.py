@@ -148,13 +148,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         for n in args.same_levels:
             study = await _against_bare(bench, "bare_again", n, args.rounds, args.turns)
             same.append(study)
-            a = study["added_ms"]
-            print(
-                f"  {n:>2} bare against itself: p50 {a['p50_ms']:+.1f}  p95 {a['p95_ms']:+.1f}"
-                f"  p99 {a['p99_ms']:+.1f} ms (paired median {a['paired_median_ms']:+.1f});"
-                f" {_intervals(study)}",
-                flush=True,
-            )
+            _print_same("bare against itself", study)
         for n in args.mixed_levels:
             study = await _mixed(bench, "kane", n, args.rounds, args.turns)
             mixes.append(study)
@@ -163,13 +157,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         for n in args.mixed_same_levels:
             study = await _mixed(bench, "bare_again", n, args.rounds, args.turns)
             mixes_same.append(study)
-            a = study["added_ms"]
-            print(
-                f"  {n:>2} mixed, bare against itself: p50 {a['p50_ms']:+.1f}"
-                f"  p95 {a['p95_ms']:+.1f}  p99 {a['p99_ms']:+.1f} ms"
-                f" (paired median {a['paired_median_ms']:+.1f}); {_intervals(study)}",
-                flush=True,
-            )
+            _print_same("mixed, bare against itself", study)
         for n in args.stock_levels:
             by_kind = await _alternate(bench, ("stock", "bare"), n, args.rounds, args.turns)
             study = {"sessions": n, **{k: summarize_kind(v) for k, v in by_kind.items()}}
@@ -406,6 +394,16 @@ def _print_level(level: dict[str, Any]) -> None:
         f" rows {j['rows_in_postgres']}/{j['events_by_taps']};"
         f" phone gaps {k['phone_seq_gaps']}, unclosed {k['phone_unclosed_sessions']};"
         f" audio lost user {k['user_audio_lost_bytes']} B bot {k['bot_audio_lost_bytes']} B",
+        flush=True,
+    )
+
+
+def _print_same(label: str, study: dict[str, Any]) -> None:
+    a = study["added_ms"]
+    print(
+        f"  {study['sessions']:>2} {label}: p50 {a['p50_ms']:+.1f}  p95 {a['p95_ms']:+.1f}"
+        f"  p99 {a['p99_ms']:+.1f} ms (paired median {a['paired_median_ms']:+.1f});"
+        f" {_intervals(study)}",
         flush=True,
     )
 

@@ -181,9 +181,9 @@ class RoundResult:
 def split_round(result: RoundResult) -> dict[str, RoundResult]:
     """A mixed round (`session_runs.mixed`) as one round of each of its kinds.
 
-    Each part has its kind's sessions only and keeps the whole round's figures for the
-    machine: CPU, RSS, the loops' switches and the load are the mix's, so a part's CPU per
-    session is the mix's average, not its kind's. The journal's accounting goes with the
+    Each part has its kind's sessions only and keeps the whole round's other figures: CPU,
+    RSS, the loops' switches, the load and the chat requests are the mix's, so a part's CPU
+    per session is the mix's average, not its kind's. The journal's accounting goes with the
     KANE part (it counted KANE's sessions only: mix one KANE kind with bare ones).
     """
     kinds = {o.kind for o in result.outcomes}

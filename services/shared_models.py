@@ -181,10 +181,10 @@ class SharedSmartTurnAnalyzerV3(LocalSmartTurnAnalyzerV3):
     Behaves as `LocalSmartTurnAnalyzerV3` with its bundled model; the buffered turn audio
     belongs to this analyzer. Pipecat runs each analyzer's model on a thread of the
     analyzer's own; here every analyzer of the process runs it on the process's turn-end
-    thread (`services.process_threads.TURN_END`), turn after turn. A run is ~48 ms of a core on the
-    benchmark's machine (8 s of audio, whatever the turn's length), and a turn ends when
-    both it and the final transcript are in (there, the transcript comes ~150 ms after the
-    run starts): with turns ending together, the first is not held back by the others.
+    thread (`services.process_threads.TURN_END`), turn after turn. A run is ~48 ms of a core
+    on the benchmark's machine (8 s of audio, whatever the turn's length), and a turn ends
+    when both it and the final transcript are in (there, the transcript comes ~150 ms after
+    the run starts): with turns ending together, the first is not held back by the others.
     """
 
     def __init__(
