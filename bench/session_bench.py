@@ -69,7 +69,6 @@ from bench.session_stats import (
     compare,
     machine,
     mixed_round_pair,
-    paired_differences_ms,
     plot,
     quantiles,
     round_intervals,
@@ -267,11 +266,7 @@ async def _against_bare(
 ) -> dict[str, Any]:
     """Rounds of bare and `kind`, alternating; each summarized, and `kind`'s added latency."""
     by_kind = await _alternate(bench, ("bare", kind), n, rounds, turns)
-    summaries = {k: summarize_kind(v) for k, v in by_kind.items()}
-    pairs = _round_pairs(by_kind[kind], by_kind["bare"])
-    added = compare(summaries[kind], summaries["bare"], _paired(pairs))
-    added["added_interval_95_ms"] = round_intervals(pairs)
-    return {"sessions": n, **summaries, **added}
+    return _added_study(n, kind, by_kind, _round_pairs(by_kind[kind], by_kind["bare"]))
 
 
 async def _mixed(bench: Rounds, kind: str, n: int, rounds: int, turns: int) -> dict[str, Any]:
@@ -295,6 +290,13 @@ async def _mixed(bench: Rounds, kind: str, n: int, rounds: int, turns: int) -> d
         for k, parts in by_kind.items():
             parts += [half[k] for half in halves if k in half]
         pairs.append(mixed_round_pair(kind, halves))
+    return _added_study(n, kind, by_kind, pairs)
+
+
+def _added_study(
+    n: int, kind: str, by_kind: dict[str, list[RoundResult]], pairs: list[RoundPair]
+) -> dict[str, Any]:
+    """Each kind summarized, and `kind`'s latency added to bare's with its intervals."""
     summaries = {k: summarize_kind(v) for k, v in by_kind.items()}
     added = compare(summaries[kind], summaries["bare"], _paired(pairs))
     added["added_interval_95_ms"] = round_intervals(pairs)
@@ -305,11 +307,7 @@ def _round_pairs(kind: list[RoundResult], base: list[RoundResult]) -> list[Round
     """`kind`'s rounds and `base`'s, paired by their index, with their turns' latencies."""
     by_index = sorted(base, key=lambda r: r.index)
     return [
-        RoundPair(
-            kind_ms=voice_to_voice_ms(k.outcomes),
-            base_ms=voice_to_voice_ms(b.outcomes),
-            paired_ms=paired_differences_ms(k.outcomes, b.outcomes),
-        )
+        RoundPair.of(k.outcomes, b.outcomes)
         for k, b in zip(sorted(kind, key=lambda r: r.index), by_index, strict=True)
     ]
 

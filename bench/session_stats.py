@@ -94,16 +94,22 @@ class RoundPair:
     base_ms: list[float]
     paired_ms: list[float]
 
+    @classmethod
+    def of(cls, kind: Sequence[SessionOutcome], base: Sequence[SessionOutcome]) -> RoundPair:
+        """The pair of `kind`'s sessions and `base`'s, turn by turn."""
+        return cls(
+            kind_ms=voice_to_voice_ms(kind),
+            base_ms=voice_to_voice_ms(base),
+            paired_ms=paired_differences_ms(kind, base),
+        )
+
 
 def mixed_round_pair(kind: str, halves: Sequence[dict[str, RoundResult]]) -> RoundPair:
     """The two mixed rounds of one index (`session_rounds.split_round` of each, the slots'
     kinds swapped between them) as one pair: every slot's turns as `kind` and as bare."""
-    kind_outcomes = [o for half in halves if kind in half for o in half[kind].outcomes]
-    base_outcomes = [o for half in halves if "bare" in half for o in half["bare"].outcomes]
-    return RoundPair(
-        kind_ms=voice_to_voice_ms(kind_outcomes),
-        base_ms=voice_to_voice_ms(base_outcomes),
-        paired_ms=paired_differences_ms(kind_outcomes, base_outcomes),
+    return RoundPair.of(
+        [o for half in halves if kind in half for o in half[kind].outcomes],
+        [o for half in halves if "bare" in half for o in half["bare"].outcomes],
     )
 
 
