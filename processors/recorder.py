@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import functools
 import itertools
 from collections import deque
 from collections.abc import Callable
@@ -23,6 +23,7 @@ from pipecat.frames.frames import (
 from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
 
 from storage.audio_store import AudioStore, RecordingWriter
+from storage.recording_writes import RecordingWrites
 
 _NO_AUDIO = np.empty(0, dtype=np.int16)
 
@@ -168,7 +169,8 @@ class AudioRecorder(FrameProcessor):
     playback (the room buffers it), so each burst is placed where the person's track stands when it
     starts, and the bot's track is only written up to the person's; at the end, whatever the
     bot had queued beyond the person's presence is dropped. Files are written in a thread, in
-    batches every `write_every_s`.
+    batches handed over by the process's `RecordingWrites` (one hand-off for all of its
+    sessions every half second).
 
     Audio is kept at the rate it arrives in until that thread, which resamples each batch to
     the tracks' rate with soxr streams of its own (HQ quality: plenty for a recording), so
@@ -183,8 +185,8 @@ class AudioRecorder(FrameProcessor):
         *,
         session_id: str,
         store: AudioStore,
+        writes: RecordingWrites | None = None,
         sample_rate: int = 16000,
-        write_every_s: float = 0.5,
         keep_bot_audio: bool = False,
         **kwargs,
     ):
@@ -193,9 +195,10 @@ class AudioRecorder(FrameProcessor):
         Args:
             session_id: The session recorded.
             store: Where the recordings go.
+            writes: What hands the audio to the writer thread, in batches (shared by the
+                process's recorders); one of its own, every 0.5 s, if None. The end writes
+                at once.
             sample_rate: The rate of both tracks.
-            write_every_s: Audio is written in batches this far apart (one hand-off to a
-                thread per batch, not per 20 ms frame); the end writes at once.
             keep_bot_audio: Pass KANE's played audio on. Off: below the recorder only the
                 assistant aggregator and the pipeline's end would get it, and neither wants
                 it (each 20 ms frame would cost a queue and a task switch there).
@@ -214,16 +217,15 @@ class AudioRecorder(FrameProcessor):
         self._bot_runs: deque[_Run] = deque()  # the bot's runs not all handed over; last: current
         self._bot_len = 0  # length of the bot's track, including audio not written yet
         self._final_len: int | None = None  # both tracks' length, once the session ends
-        self._write_every_s = write_every_s
         self._keep_bot_audio = keep_bot_audio
-        self._writes: asyncio.Queue[tuple[str, _Piece] | None] = asyncio.Queue()
-        self._ending = asyncio.Event()
+        self._writes = writes or RecordingWrites()
+        self._batch: dict[str, list[_Piece]] = {"user": [], "bot": []}  # not handed over yet
         self._writers: dict[str, RecordingWriter] = {}
         self._files = {
             track: _TrackFile(self._opener(track), sample_rate) for track in ("user", "bot")
         }
-        self._writer_task: asyncio.Task | None = None
         self._finished = False
+        self._last_written = False
         self._result: Recordings | None = None
 
     async def process_frame(self, frame: Frame, direction: FrameDirection):
@@ -298,45 +300,41 @@ class AudioRecorder(FrameProcessor):
         # audio it had queued) up to there; what it queued beyond is dropped.
         self._bot_runs.clear()
         self._bot_len = self._final_len = self._user_len
-        self._writes.put_nowait(None)
-        self._ending.set()
 
     def _queue_write(self, track: str, piece: _Piece) -> None:
-        if not piece.pcm:
+        if not piece.pcm or self._finished:
             return
-        if self._writer_task is None:
-            self._writer_task = self.create_task(self._write_loop(), "recorder-writes")
-        self._writes.put_nowait((track, piece))
+        batch = self._batch
+        if not batch["user"] and not batch["bot"]:
+            self._writes.due(self)
+        batch[track].append(piece)
 
-    async def _write_loop(self) -> None:
-        done = False
-        while not done:
-            item = await self._writes.get()
-            # Let a batch gather (or the end come), then write it in one go off the event loop.
-            if item is not None and not self._ending.is_set():
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(self._write_every_s):
-                        await self._ending.wait()
-            batch: dict[str, list[_Piece]] = {"user": [], "bot": []}
-            while True:
-                if item is None:
-                    done = True
-                else:
-                    batch[item[0]].append(item[1])
-                if self._writes.empty():
-                    break
-                item = self._writes.get_nowait()
-            try:
-                await asyncio.to_thread(self._write, batch, self._final_len if done else None)
-            except Exception as e:
-                logger.error(f"{self}: recording of {self._session_id} failed: {e}")
+    def take_writes(self) -> Callable[[], None] | None:
+        """The audio gathered since the last call, as one job for the writer thread."""
+        batch = self._batch
+        if not batch["user"] and not batch["bot"]:
+            return None
+        self._batch = {"user": [], "bot": []}
+        return functools.partial(self._write, batch, None)
+
+    async def _write_last(self) -> None:
+        """End both tracks and write what is left, at once (once)."""
+        self._finish_tracks()
+        if self._last_written:
+            return
+        self._last_written = True
+        batch, self._batch = self._batch, {"user": [], "bot": []}
+        await self._writes.run_now(functools.partial(self._write, batch, self._final_len))
 
     def _write(self, batch: dict[str, list[_Piece]], final_len: int | None) -> None:
         """Resample and write a batch (in the writer thread); at the end, close both tracks."""
-        for track, pieces in batch.items():
-            self._files[track].write(pieces)
-            if final_len is not None:
-                self._files[track].finish(final_len)
+        try:
+            for track, pieces in batch.items():
+                self._files[track].write(pieces)
+                if final_len is not None:
+                    self._files[track].finish(final_len)
+        except Exception as e:
+            logger.error(f"{self}: recording of {self._session_id} failed: {e}")
 
     def _opener(self, track: str) -> Callable[[], RecordingWriter]:
         def open_file() -> RecordingWriter:
@@ -346,21 +344,21 @@ class AudioRecorder(FrameProcessor):
         return open_file
 
     async def cleanup(self):
-        """Let the queued writes finish before the processor's tasks are torn down."""
-        self._finish_tracks()
-        if self._writer_task is not None:
-            try:
-                await asyncio.wait_for(asyncio.shield(self._writer_task), timeout=10)
-            except Exception as e:
-                logger.error(f"{self}: recording of {self._session_id} did not finish: {e!r}")
+        """Write what is left before the processor's tasks are torn down."""
+        try:
+            await asyncio.wait_for(self._write_last(), timeout=10)
+        except Exception as e:
+            logger.error(f"{self}: recording of {self._session_id} did not finish: {e!r}")
         await super().cleanup()
 
     async def close(self) -> Recordings:
         """Finish both recordings (after the pipeline has ended); returns where they are."""
         if self._result is not None:
             return self._result
+        await self._write_last()  # written already, unless the pipeline never ran
         urls = {
-            track: await asyncio.to_thread(writer.close) for track, writer in self._writers.items()
+            track: await self._writes.run_now(writer.close)
+            for track, writer in self._writers.items()
         }
         self._result = Recordings(
             user_url=urls.get("user"),

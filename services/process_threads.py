@@ -8,6 +8,7 @@ sharing the cores (and the GIL with the loop) all at once.
 `TURN_END` is the work of a turn's end: Smart Turn's model, then (50 ms after the turn) the
 local emotion estimate. One thread for both: an estimate never takes the core from a Smart
 Turn run that a turn of the process is waiting for, and queues behind those asked for first.
+`RECORDINGS` writes the sessions' recordings (`storage.recording_writes`).
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 TURN_END = "turn-end"
 """The thread of a turn's end: Smart Turn's runs and the local emotion estimates."""
+RECORDINGS = "recordings"
+"""The thread that resamples and writes the sessions' recordings, batch after batch."""
 
 
 @functools.cache

@@ -21,6 +21,7 @@ from storage.conversations import ConversationStore
 from storage.database import Database
 from storage.journal import JournalWriter
 from storage.quests import QuestStore
+from storage.recording_writes import RecordingWrites
 from storage.sessions import SessionStore
 from tap.conversation import ConversationLog
 from tap.observer import FrameTap
@@ -37,6 +38,7 @@ class Archive:
         journal: The frame journal's writer.
         conversations: Conversation records and UI interactions.
         audio: Where recordings go.
+        recordings: Hands the sessions' recordings to the writer thread, together.
         quests: The person's quests and their history.
         plans: What today's plan is drafted from (patterns, past quests).
     """
@@ -45,6 +47,7 @@ class Archive:
     journal: JournalWriter
     conversations: ConversationStore
     audio: AudioStore
+    recordings: RecordingWrites
     quests: QuestStore
     plans: PlanSources
 
@@ -63,12 +66,14 @@ class Archive:
             journal=journal,
             conversations=database.conversations,
             audio=LocalAudioStore(data_dir / "recordings"),
+            recordings=RecordingWrites(),
             quests=database.quests,
             plans=database,
         )
 
     async def close(self) -> None:
-        """Write out what the journal still holds."""
+        """Write out what the journal and the recordings still hold."""
+        await self.recordings.close()
         await self.journal.close()
 
 
@@ -106,7 +111,9 @@ class SessionArchive:
         self._worker: PipelineWorker | None = None
         self._started = time.monotonic()
         self.plan: PlanDraft | None = None
-        self.recorder = AudioRecorder(session_id=session_id, store=archive.audio)
+        self.recorder = AudioRecorder(
+            session_id=session_id, store=archive.audio, writes=archive.recordings
+        )
         self.phone = PhoneLink(
             transport=transport,
             session_id=session_id,

@@ -13,6 +13,7 @@ from processors.recorder import AudioRecorder
 from processors.user_audio import UserAudioStop
 from speech.espeak import synthesize_at
 from storage.audio_store import LocalAudioStore, RecordingWriter
+from storage.recording_writes import RecordingWrites
 
 RATE = 16000
 FRAME = RATE * 2 // 50  # 20 ms
@@ -61,7 +62,7 @@ async def test_both_voices_are_kept_whole_aligned_and_written_in_batches(tmp_pat
     person_pcm = person.tobytes() + bytes(-len(person.tobytes()) % FRAME)
     bot = synthesize_at("Got it.", RATE).tobytes()
     store = CountingStore(tmp_path)
-    recorder = AudioRecorder(session_id="s1", store=store, write_every_s=0.2)
+    recorder = AudioRecorder(session_id="s1", store=store, writes=RecordingWrites(every_s=0.2))
     half = len(person_pcm) // 2 // FRAME * FRAME
     started = time.monotonic()
     await run_test(
@@ -91,7 +92,9 @@ async def test_both_voices_are_kept_whole_aligned_and_written_in_batches(tmp_pat
 async def test_both_voices_stop_where_they_are_recorded(tmp_path):
     person_pcm = bytes(range(256)) * (FRAME * 10 // 256)  # 10 frames, not silence
     bot = bytes([7]) * FRAME
-    recorder = AudioRecorder(session_id="s2", store=LocalAudioStore(tmp_path), write_every_s=0.1)
+    recorder = AudioRecorder(
+        session_id="s2", store=LocalAudioStore(tmp_path), writes=RecordingWrites(every_s=0.1)
+    )
     down, _ = await run_test(
         Pipeline([UserAudioStop(recorder=recorder), recorder]),
         frames_to_send=[
@@ -169,7 +172,9 @@ def assert_tone(audio: np.ndarray, freq: float) -> None:
 
 async def record(tmp_path, frames: list, write_every_s: float = 0.1) -> tuple[np.ndarray, ...]:
     recorder = AudioRecorder(
-        session_id="s", store=LocalAudioStore(tmp_path), write_every_s=write_every_s
+        session_id="s",
+        store=LocalAudioStore(tmp_path),
+        writes=RecordingWrites(every_s=write_every_s),
     )
     _, up = await run_test(recorder, frames_to_send=frames)
     assert not [f for f in up if isinstance(f, ErrorFrame)]
