@@ -311,11 +311,9 @@ class AudioRecorder(FrameProcessor):
 
     def take_writes(self) -> Callable[[], None] | None:
         """The audio gathered since the last call, as one job for the writer thread."""
-        batch = self._batch
-        if not batch["user"] and not batch["bot"]:
+        if not self._batch["user"] and not self._batch["bot"]:
             return None
-        self._batch = {"user": [], "bot": []}
-        return functools.partial(self._write, batch, None)
+        return functools.partial(self._write, self._take_batch(), None)
 
     async def _write_last(self) -> None:
         """End both tracks and write what is left, at once (once)."""
@@ -323,8 +321,13 @@ class AudioRecorder(FrameProcessor):
         if self._last_written:
             return
         self._last_written = True
+        await self._writes.run_now(
+            functools.partial(self._write, self._take_batch(), self._final_len)
+        )
+
+    def _take_batch(self) -> dict[str, list[_Piece]]:
         batch, self._batch = self._batch, {"user": [], "bot": []}
-        await self._writes.run_now(functools.partial(self._write, batch, self._final_len))
+        return batch
 
     def _write(self, batch: dict[str, list[_Piece]], final_len: int | None) -> None:
         """Resample and write a batch (in the writer thread); at the end, close both tracks."""
