@@ -224,7 +224,6 @@ class AudioRecorder(FrameProcessor):
         self._files = {
             track: _TrackFile(self._opener(track), sample_rate) for track in ("user", "bot")
         }
-        self._finished = False
         self._last_written = False
         self._result: Recordings | None = None
 
@@ -293,16 +292,15 @@ class AudioRecorder(FrameProcessor):
             self._bot_runs.popleft()
 
     def _finish_tracks(self) -> None:
-        if self._finished:
+        if self._final_len is not None:
             return
-        self._finished = True
         # The writer ends both tracks at the person's length: the bot's in silence (or in the
         # audio it had queued) up to there; what it queued beyond is dropped.
         self._bot_runs.clear()
         self._bot_len = self._final_len = self._user_len
 
     def _queue_write(self, track: str, piece: _Piece) -> None:
-        if not piece.pcm or self._finished:
+        if not piece.pcm or self._final_len is not None:
             return
         batch = self._batch
         if not batch["user"] and not batch["bot"]:

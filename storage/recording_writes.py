@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 from collections.abc import Callable
 from concurrent.futures import Executor
 from typing import Protocol, TypeVar
@@ -84,7 +85,7 @@ class RecordingWrites:
                 await self._ticks
         jobs = self._take()
         if jobs:
-            await self.run_now(lambda: _run_all(jobs))
+            await self.run_now(functools.partial(_run_all, jobs))
 
     def _thread(self) -> Executor:
         return self._executor or process_thread(RECORDINGS)
