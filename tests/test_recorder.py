@@ -170,11 +170,9 @@ def assert_tone(audio: np.ndarray, freq: float) -> None:
     assert abs(rms(audio) - AMPLITUDE / np.sqrt(2)) < AMPLITUDE * 0.02
 
 
-async def record(tmp_path, frames: list, write_every_s: float = 0.1) -> tuple[np.ndarray, ...]:
+async def record(tmp_path, frames: list) -> tuple[np.ndarray, ...]:
     recorder = AudioRecorder(
-        session_id="s",
-        store=LocalAudioStore(tmp_path),
-        writes=RecordingWrites(every_s=write_every_s),
+        session_id="s", store=LocalAudioStore(tmp_path), writes=RecordingWrites(every_s=0.1)
     )
     _, up = await run_test(recorder, frames_to_send=frames)
     assert not [f for f in up if isinstance(f, ErrorFrame)]
