@@ -300,6 +300,8 @@ def _added_study(
     summaries = {k: summarize_kind(v) for k, v in by_kind.items()}
     added = compare(summaries[kind], summaries["bare"], _paired(pairs))
     added["added_interval_95_ms"] = round_intervals(pairs)
+    # Every turn, round by round, so that runs can be pooled (`bench.session_pool`).
+    added["round_pairs"] = [pair.to_json() for pair in pairs]
     return {"sessions": n, **summaries, **added}
 
 

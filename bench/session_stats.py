@@ -7,7 +7,7 @@ import json
 import os
 import platform
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -102,6 +102,10 @@ class RoundPair:
             base_ms=voice_to_voice_ms(base),
             paired_ms=paired_differences_ms(kind, base),
         )
+
+    def to_json(self) -> dict[str, list[float]]:
+        """The pair as a result keeps it (`round_pairs`), to a hundredth of a ms."""
+        return {name: [round(ms, 2) for ms in values] for name, values in asdict(self).items()}
 
 
 def mixed_round_pair(kind: str, halves: Sequence[dict[str, RoundResult]]) -> RoundPair:
@@ -316,6 +320,18 @@ def summarize_kind(rounds: list[RoundResult]) -> dict[str, Any]:
         # The machine's 1-minute load average before and after each round: anything well
         # above what the benchmark itself explains is someone else's work on the cores.
         "loadavg_1m": [[round(a, 2), round(b, 2)] for a, b in (r.loadavg for r in rounds)],
+        # Round by round, to tell a slow round's cause: the machine, PostgreSQL, the loops.
+        "by_round": [
+            {
+                "index": r.index,
+                "system_cpu_pct": round(r.system_cpu_pct, 1),
+                "cpu_pct_per_session": round(100 * r.cpu_own_s / r.talk_s / n, 2),
+                "cpu_pct_postgres": round(100 * r.cpu_postgres_s / r.talk_s, 2),
+                "cpu_pct_emulators": round(100 * r.cpu_emulators_s / r.talk_s, 2),
+                "loop_preempted_per_s": round(r.loop_preempted / r.talk_s, 1),
+            }
+            for r in rounds
+        ],
         "rss_mb_per_session": round(max((r.rss_peak_mb - r.rss_before_mb) / n for r in rounds), 1),
         "rss_peak_mb": round(max(r.rss_peak_mb for r in rounds), 1),
         "tts_bytes": sum(o.stopwatch.tts_bytes for o in outcomes),
@@ -378,18 +394,37 @@ def summarize_kind(rounds: list[RoundResult]) -> dict[str, Any]:
     return summary
 
 
+def added_ms(
+    kind: dict[str, Any], base: dict[str, Any], paired: Sequence[float]
+) -> dict[str, float | None]:
+    """`kind`'s voice-to-voice quantiles less `base`'s, and the median of the paired
+    differences; None where either side has none.
+
+    Args:
+        kind: The kind's `quantiles`.
+        base: The base's.
+        paired: The paired differences, in ms.
+    """
+    added: dict[str, float | None] = {
+        key: (
+            round(kind[key] - base[key], 2)
+            if kind[key] is not None and base[key] is not None
+            else None
+        )
+        for key in ("p50_ms", "p95_ms", "p99_ms")
+    }
+    added["paired_median_ms"] = round(float(np.median(paired)), 2) if paired else None
+    return added
+
+
 def compare(kane: dict[str, Any], bare: dict[str, Any], paired: list[float]) -> dict[str, Any]:
     """KANE's added latency (quantile differences) and ratios, and the paired median."""
     k, b = kane["voice_to_voice"], bare["voice_to_voice"]
-    added = {
-        key: (round(k[key] - b[key], 2) if k[key] is not None and b[key] is not None else None)
-        for key in ("p50_ms", "p95_ms", "p99_ms")
-    }
+    added = added_ms(k, b, paired)
     ratio = {
         key.replace("_ms", ""): (round(k[key] / b[key], 4) if k[key] and b[key] else None)
         for key in ("p50_ms", "p95_ms", "p99_ms")
     }
-    added["paired_median_ms"] = round(float(np.median(paired)), 2) if paired else None
     by_stage = {
         f"added_{q}_by_stage_ms": {
             stage: round(value - bare[f"stages_{q}_ms"][stage], 1)

@@ -1,11 +1,16 @@
-"""The session benchmark's interval over rounds, and its mixed rounds."""
+"""The session benchmark's interval over rounds, its mixed rounds, and runs pooled."""
 
 from __future__ import annotations
 
+import dataclasses
+import json
+
+from bench import session_pool
 from bench.loopback_transport import TurnTiming
+from bench.session_pool import pool, round_pairs
 from bench.session_rounds import RoundResult, split_round
 from bench.session_runs import SessionOutcome, Stopwatch, mixed, slot_kind
-from bench.session_stats import RoundPair, mixed_round_pair, round_intervals
+from bench.session_stats import RoundPair, mixed_round_pair, round_intervals, summarize_kind
 
 
 def pair(kind: list[float], base: list[float]) -> RoundPair:
@@ -109,3 +114,76 @@ def test_a_mixed_pair_compares_each_slot_as_kane_with_itself_as_bare():
     assert sorted(round(ms, 6) for ms in pair.kind_ms) == [1005.0, 1005.0, 2005.0, 2005.0]
     assert sorted(round(ms, 6) for ms in pair.base_ms) == [1000.0, 1000.0, 2000.0, 2000.0]
     assert [round(ms, 6) for ms in pair.paired_ms] == [5.0] * 4
+
+
+def result_with(*levels: tuple[int, list[RoundPair]]) -> dict[str, object]:
+    """A benchmark result keeping the rounds of its KANE-against-bare levels."""
+    return {
+        "levels": [
+            {"sessions": n, "round_pairs": [p.to_json() for p in pairs]} for n, pairs in levels
+        ]
+    }
+
+
+def test_a_kept_round_reads_back_as_it_was_to_a_hundredth_of_a_ms():
+    kept = pair([1000.004, 1200.5], [990.0, 1201.0]).to_json()
+    assert RoundPair(**json.loads(json.dumps(kept))) == RoundPair(
+        [1000.0, 1200.5], [990.0, 1201.0], [10.0, -0.5]
+    )
+
+
+def test_runs_pooled_read_their_rounds_together_at_the_level_asked():
+    turns = [1000.0 + d for d in range(100)]
+    first = result_with((8, [pair(turns, turns)]), (24, [pair(turns, turns)] * 2))
+    # The second run's rounds were 30 ms slower for KANE in every turn.
+    second = result_with((24, [pair([t + 30 for t in turns], turns)] * 2))
+    pairs = round_pairs(first, "levels", 24) + round_pairs(second, "levels", 24)
+    pooled = pool(pairs)
+    assert pooled["rounds"] == 4
+    assert pooled["kind"]["count"] == pooled["bare"]["count"] == 400
+    assert pooled["added_ms"]["paired_median_ms"] == 15.0  # half the turns +0, half +30
+    assert pooled["added_interval_95_ms"]["paired_median_ms"] == [0.0, 30.0]
+    # Either run alone says something else.
+    assert pool(round_pairs(first, "levels", 24))["added_ms"]["p50_ms"] == 0.0
+    assert pool(round_pairs(second, "levels", 24))["added_ms"]["p50_ms"] == 30.0
+    assert round_pairs(second, "levels", 8) == []
+    assert round_pairs(second, "mixed", 24) == []
+
+
+def test_a_result_that_did_not_keep_its_rounds_is_refused(tmp_path, capsys):
+    old = tmp_path / "old.json"
+    old.write_text(json.dumps({"levels": [{"sessions": 24, "added_ms": {}}]}))
+    new = tmp_path / "new.json"
+    new.write_text(json.dumps(result_with((24, [pair([1010.0], [1000.0])] * 2))))
+    assert session_pool.main([str(new), str(old)]) == 2
+    assert "old.json: not pooled: levels at 24 sessions keeps no round_pairs" in (
+        capsys.readouterr().err
+    )
+    output = tmp_path / "pooled.json"
+    assert session_pool.main([str(new), str(new), "--output", str(output)]) == 0
+    pooled = json.loads(output.read_text())
+    assert pooled["rounds"] == 4 and pooled["added_ms"]["p50_ms"] == 10.0
+
+
+def test_a_kinds_summary_keeps_each_rounds_machine_to_tell_a_slow_round():
+    rounds = [mixed_round("bare", [[1.0], [1.1]]), mixed_round("bare", [[1.5], [1.6]])]
+    rounds[1] = dataclasses.replace(rounds[1], index=1, system_cpu_pct=90.0, cpu_postgres_s=2.0)
+    summary = summarize_kind(rounds)
+    assert summary["by_round"] == [
+        {
+            "index": 0,
+            "system_cpu_pct": 50.0,
+            "cpu_pct_per_session": 20.0,  # 4 s of CPU over 10 s, two sessions
+            "cpu_pct_postgres": 0.0,
+            "cpu_pct_emulators": 0.0,
+            "loop_preempted_per_s": 0.0,
+        },
+        {
+            "index": 1,
+            "system_cpu_pct": 90.0,
+            "cpu_pct_per_session": 20.0,
+            "cpu_pct_postgres": 20.0,
+            "cpu_pct_emulators": 0.0,
+            "loop_preempted_per_s": 0.0,
+        },
+    ]
