@@ -291,6 +291,22 @@ def plot(levels: list[dict[str, Any]], path: Path, *, title: str) -> None:
     plt.close(fig)
 
 
+def machine_figures(rounds: Sequence[RoundResult]) -> dict[str, float]:
+    """What the machine did while the people of `rounds` talked: the system's CPU (mean of
+    the rounds'), the sessions' CPU per session, PostgreSQL's and the emulated cloud's (% of
+    a core), and how often a second the kernel preempted the event loops' threads (each
+    preemption delays every session on that loop)."""
+    n = rounds[0].sessions
+    talk = sum(r.talk_s for r in rounds)
+    return {
+        "system_cpu_pct": round(float(np.mean([r.system_cpu_pct for r in rounds])), 1),
+        "cpu_pct_per_session": round(100 * sum(r.cpu_own_s for r in rounds) / talk / n, 2),
+        "cpu_pct_postgres": round(100 * sum(r.cpu_postgres_s for r in rounds) / talk, 2),
+        "cpu_pct_emulators": round(100 * sum(r.cpu_emulators_s for r in rounds) / talk, 2),
+        "loop_preempted_per_s": round(sum(r.loop_preempted for r in rounds) / talk, 1),
+    }
+
+
 def summarize_kind(rounds: list[RoundResult]) -> dict[str, Any]:
     """One kind at one level, over its rounds."""
     outcomes = [o for r in rounds for o in r.outcomes]
@@ -307,31 +323,16 @@ def summarize_kind(rounds: list[RoundResult]) -> dict[str, Any]:
         "input_lag": quantiles([t.input_lag_max_s * 1000 for o in outcomes for t in o.turns]),
         "input_backlog_peak_ms": max(r.input_backlog_peak for r in rounds) * 20,
         "setup_s_per_session": round(sum(r.setup_s for r in rounds) / len(rounds) / n, 3),
-        "cpu_pct_per_session": round(100 * sum(r.cpu_own_s for r in rounds) / talk / n, 2),
-        "cpu_pct_postgres": round(100 * sum(r.cpu_postgres_s for r in rounds) / talk, 2),
-        "cpu_pct_emulators": round(100 * sum(r.cpu_emulators_s for r in rounds) / talk, 2),
-        "system_cpu_pct": round(float(np.mean([r.system_cpu_pct for r in rounds])), 1),
-        # The event loops' threads: their CPU per session, and how often a second the
-        # kernel preempted them (each delays every session on that loop) or they gave up
-        # their core (idle, or waiting for the GIL).
+        **machine_figures(rounds),
+        # The event loops' threads: their CPU per session, and how often a second they gave
+        # up their core (idle, or waiting for the GIL); their preemptions are above.
         "loop_cpu_pct_per_session": round(100 * sum(r.loop_cpu_s for r in rounds) / talk / n, 2),
-        "loop_preempted_per_s": round(sum(r.loop_preempted for r in rounds) / talk, 1),
         "loop_waited_per_s": round(sum(r.loop_waited for r in rounds) / talk, 1),
         # The machine's 1-minute load average before and after each round: anything well
         # above what the benchmark itself explains is someone else's work on the cores.
         "loadavg_1m": [[round(a, 2), round(b, 2)] for a, b in (r.loadavg for r in rounds)],
         # Round by round, to tell a slow round's cause: the machine, PostgreSQL, the loops.
-        "by_round": [
-            {
-                "index": r.index,
-                "system_cpu_pct": round(r.system_cpu_pct, 1),
-                "cpu_pct_per_session": round(100 * r.cpu_own_s / r.talk_s / n, 2),
-                "cpu_pct_postgres": round(100 * r.cpu_postgres_s / r.talk_s, 2),
-                "cpu_pct_emulators": round(100 * r.cpu_emulators_s / r.talk_s, 2),
-                "loop_preempted_per_s": round(r.loop_preempted / r.talk_s, 1),
-            }
-            for r in rounds
-        ],
+        "by_round": [{"index": r.index, **machine_figures([r])} for r in rounds],
         "rss_mb_per_session": round(max((r.rss_peak_mb - r.rss_before_mb) / n for r in rounds), 1),
         "rss_peak_mb": round(max(r.rss_peak_mb for r in rounds), 1),
         "tts_bytes": sum(o.stopwatch.tts_bytes for o in outcomes),
