@@ -96,6 +96,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     same: list[dict[str, Any]] = []
     mixes: list[dict[str, Any]] = []
     mixes_same: list[dict[str, Any]] = []
+    sides: list[dict[str, Any]] = []
+    sides_same: list[dict[str, Any]] = []
     profile: dict[str, Any] | None = None
     try:
         await shared.open()
@@ -157,6 +159,15 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             study = await _mixed(bench, "bare_again", n, args.rounds, args.turns)
             mixes_same.append(study)
             _print_same("mixed, bare against itself", study)
+        for n in args.sides_levels:
+            study = await _mixed(bench, "kane", n, args.rounds, args.turns, sides=True)
+            sides.append(study)
+            print(f"  {n:>2} side by side: KANE's processes and bare's, at once", flush=True)
+            _print_level(study)
+        for n in args.sides_same_levels:
+            study = await _mixed(bench, "bare_again", n, args.rounds, args.turns, sides=True)
+            sides_same.append(study)
+            _print_same("side by side, bare against itself", study)
         for n in args.stock_levels:
             by_kind = await _alternate(bench, ("stock", "bare"), n, args.rounds, args.turns)
             study = {"sessions": n, **{k: summarize_kind(v) for k, v in by_kind.items()}}
@@ -221,6 +232,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "bare_against_itself": same,
         "mixed": mixes,
         "mixed_bare_against_itself": mixes_same,
+        "sides": sides,
+        "sides_bare_against_itself": sides_same,
         "profile": profile,
     }
 
@@ -236,6 +249,8 @@ def _slots(args: argparse.Namespace) -> int:
             *args.same_levels,
             *args.mixed_levels,
             *args.mixed_same_levels,
+            *args.sides_levels,
+            *args.sides_same_levels,
             args.profile_sessions,
             args.processes,
             1,
@@ -269,7 +284,9 @@ async def _against_bare(
     return _added_study(n, kind, by_kind, _round_pairs(by_kind[kind], by_kind["bare"]))
 
 
-async def _mixed(bench: Rounds, kind: str, n: int, rounds: int, turns: int) -> dict[str, Any]:
+async def _mixed(
+    bench: Rounds, kind: str, n: int, rounds: int, turns: int, *, sides: bool = False
+) -> dict[str, Any]:
     """Rounds of `n` sessions, half `kind` and half bare at once; `kind`'s added latency.
 
     Each round index runs twice with the same script and timings, the slots' kinds swapped
@@ -278,15 +295,25 @@ async def _mixed(bench: Rounds, kind: str, n: int, rounds: int, turns: int) -> d
     their processes, Smart Turn's queue), which rounds of one kind cannot: what differs is
     what a turn costs each kind's pipeline, at a load of half of each. CPU per session is
     the mix's.
+
+    With `sides`, the kinds share the moments of the host but not a process: each shard
+    process runs sessions of one kind only (`ShardedRounds.side_by_side`), so a KANE turn
+    waits behind KANE sessions in its process (its loop, its Smart Turn queue) as in
+    rounds of KANE alone, and each kind's CPU is its own processes'.
     """
     by_kind: dict[str, list[RoundResult]] = {"bare": [], kind: []}
     pairs = []
     for index in range(rounds):
-        mixes = (mixed("bare", kind), mixed(kind, "bare"))
+        arrangements = (("bare", kind), (kind, "bare"))
         halves = []
-        for mix in mixes if index % 2 == 0 else reversed(mixes):
-            print(f"  {n:>2} sessions, round {index + 1}/{rounds}: {mix} ...", flush=True)
-            halves.append(split_round(await bench.round(mix, n, index, turns)))
+        for kinds in arrangements if index % 2 == 0 else reversed(arrangements):
+            label = " | ".join(kinds) if sides else mixed(*kinds)
+            print(f"  {n:>2} sessions, round {index + 1}/{rounds}: {label} ...", flush=True)
+            if sides:
+                assert isinstance(bench, ShardedRounds)
+                halves.append(await bench.side_by_side(kinds, n, index, turns))
+            else:
+                halves.append(split_round(await bench.round(mixed(*kinds), n, index, turns)))
         for k, parts in by_kind.items():
             parts += [half[k] for half in halves if k in half]
         pairs.append(mixed_round_pair(kind, halves))
@@ -475,6 +502,20 @@ def main() -> int:
         default=[],
         help="the same with bare against itself (the mixed rounds' noise floor)",
     )
+    parser.add_argument(
+        "--sides-levels",
+        type=_levels,
+        default=[],
+        help="rounds with KANE in half of the processes and bare in the others, at once,"
+        " then the other way round: the host's moments shared, each process of one kind"
+        " (needs an even --processes)",
+    )
+    parser.add_argument(
+        "--sides-same-levels",
+        type=_levels,
+        default=[],
+        help="the same with bare against itself (the side-by-side rounds' noise floor)",
+    )
     parser.add_argument("--quick", action="store_true", help="1, 8, 24 sessions; 1 round")
     parser.add_argument(
         "--processes",
@@ -503,6 +544,9 @@ def main() -> int:
     args = parser.parse_args()
     if args.processes < 1:
         parser.error("--processes must be at least 1")
+    sides_levels = [*args.sides_levels, *args.sides_same_levels]
+    if sides_levels and (args.processes % 2 or min(sides_levels) < args.processes):
+        parser.error("side-by-side rounds need an even --processes and a session for each")
     if args.replot:
         result = json.loads(args.output.read_text())
         _plot(result, args.output)

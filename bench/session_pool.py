@@ -25,6 +25,8 @@ STUDIES = {
     "bare_against_itself": "bare again",
     "mixed": "kane",
     "mixed_bare_against_itself": "bare again",
+    "sides": "kane",
+    "sides_bare_against_itself": "bare again",
 }
 """The studies of a result that compare a kind with bare, round by round, and the kind."""
 

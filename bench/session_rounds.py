@@ -122,7 +122,7 @@ class Usage:
         loop = resource.getrusage(resource.RUSAGE_THREAD)
         return cls(
             own=_cpu(psutil.Process()),
-            postgres=sum(_cpu(p) for p in _with_children(postgres)),
+            postgres=tree_cpu(postgres),
             emulators=_cpu(emulators),
             at=time.monotonic(),
             loop_cpu=loop.ru_utime + loop.ru_stime,
@@ -131,22 +131,29 @@ class Usage:
         )
 
 
-def _cpu(process: psutil.Process) -> float:
+def _cpu(process: psutil.Process, *, reaped: bool = False) -> float:
+    """CPU seconds of `process`; with `reaped`, also of the children it has waited for."""
     try:
         times = process.cpu_times()
     except psutil.Error:
         return 0.0
-    return times.user + times.system
+    own = times.user + times.system
+    return own + (times.children_user + times.children_system if reaped else 0.0)
 
 
-def _with_children(processes: list[psutil.Process]) -> list[psutil.Process]:
-    found = []
+def tree_cpu(processes: list[psutil.Process]) -> float:
+    """CPU seconds of `processes` and of every child they have had: each living process's
+    own and that of the children it has reaped (the kernel adds an ended child's seconds
+    to its parent's when the parent waits for it), so a child that ends between two
+    readings (a PostgreSQL backend, an autovacuum worker) keeps its seconds in the
+    difference instead of taking them out of it."""
+    tree = []
     for process in processes:
         try:
-            found += [process, *process.children(recursive=True)]
+            tree += [process, *process.children(recursive=True)]
         except psutil.Error:
             pass
-    return found
+    return sum(_cpu(process, reaped=True) for process in tree)
 
 
 @dataclass

@@ -6,7 +6,8 @@ own, and runs its share of every round's N sessions on its own event loop with t
 machinery (`Bench.run`), slots numbered as in one process. A round: the parent scripts the
 emulated cloud for all N slots, sends each shard its slots, waits until every shard's
 microphones are open, tells them all when to start talking (the same instant), and merges
-their results into one `RoundResult`.
+their results into one `RoundResult`. A side-by-side round gives the shards the two kinds in
+turn and merges each kind's parts apart (`ShardedRounds.side_by_side`).
 
 Messages on each shard's pipe: parent -> shard `Run` or None (stop); `_Go` (start at a
 `time.monotonic()` instant, the same clock in every process); shard -> parent ("open",),
@@ -22,7 +23,7 @@ import os
 import sys
 import time
 import traceback
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -177,11 +178,48 @@ class ShardedRounds(Rounds):
         self, kind: str, n: int, index: int, turns: int, *, unfinished: bool = False
     ) -> RoundResult:
         """Run `n` sessions of `kind` over the shards, each saying `turns` turns; merged."""
+        parts, chat_requests, loadavg = await self._run_shares(
+            [kind] * self._count, n, index, turns, unfinished
+        )
+        return merge(parts, chat_requests, loadavg)
+
+    async def side_by_side(
+        self, kinds: tuple[str, str], n: int, index: int, turns: int
+    ) -> dict[str, RoundResult]:
+        """Run a round of `n` sessions with each shard's share all of one kind, the shards
+        taking `kinds` in turn (shard 0 `kinds[0]`, shard 1 `kinds[1]`, ...): every process
+        holds sessions of one kind only, and both kinds talk in the same moments of the host.
+
+        Returns:
+            Each kind's shares merged, its `sessions` the count of its own sessions (its
+            CPU is its processes' alone); the chat requests and load are the round's.
+        """
+        if self._count % len(kinds) or n < self._count:
+            raise ValueError(
+                f"side-by-side rounds need an even number of processes and a session for"
+                f" each: {self._count} processes, {n} sessions"
+            )
+        shares = [kinds[shard % len(kinds)] for shard in range(self._count)]
+        parts, chat_requests, loadavg = await self._run_shares(shares, n, index, turns, False)
+        by_kind = {}
+        for kind in kinds:
+            mine = [part for part in parts if part.kind == kind]
+            merged = merge(mine, chat_requests, loadavg)
+            by_kind[kind] = replace(merged, sessions=len(merged.outcomes))
+        return by_kind
+
+    async def _run_shares(
+        self, kinds: list[str], n: int, index: int, turns: int, unfinished: bool
+    ) -> tuple[list[RoundResult], int, tuple[float, float]]:
+        """Run a round, shard i's slots as `kinds[i]`; the shards' parts, the chat requests
+        and the load average before and after."""
         await self._script(n, turns, unfinished)
         load_before = os.getloadavg()[0]
         busy = [
             (conn, Run(kind, n, index, turns, slots, unfinished))
-            for (_, conn), slots in zip(self._shards, split(n, self._count), strict=True)
+            for (_, conn), kind, slots in zip(
+                self._shards, kinds, split(n, self._count), strict=True
+            )
             if slots
         ]
         for conn, run in busy:
@@ -192,7 +230,7 @@ class ShardedRounds(Rounds):
             conn.send(go)
         parts = await asyncio.gather(*(_expect(conn, "done") for conn, _ in busy))
         chat_requests = await self._shared.chat_requests()
-        return merge(list(parts), chat_requests, (load_before, os.getloadavg()[0]))
+        return list(parts), chat_requests, (load_before, os.getloadavg()[0])
 
 
 async def _expect(conn: Connection, what: str) -> Any:

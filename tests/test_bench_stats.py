@@ -2,15 +2,25 @@
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import json
+
+import pytest
 
 from bench import session_pool
 from bench.loopback_transport import TurnTiming
 from bench.session_pool import pool, round_pairs
 from bench.session_rounds import RoundResult, split_round
 from bench.session_runs import SessionOutcome, Stopwatch, mixed, slot_kind
-from bench.session_stats import RoundPair, mixed_round_pair, round_intervals, summarize_kind
+from bench.session_shards import ShardedRounds, split
+from bench.session_stats import (
+    RoundPair,
+    machine_figures,
+    mixed_round_pair,
+    round_intervals,
+    summarize_kind,
+)
 
 
 def pair(kind: list[float], base: list[float]) -> RoundPair:
@@ -114,6 +124,54 @@ def test_a_mixed_pair_compares_each_slot_as_kane_with_itself_as_bare():
     assert sorted(round(ms, 6) for ms in pair.kind_ms) == [1005.0, 1005.0, 2005.0, 2005.0]
     assert sorted(round(ms, 6) for ms in pair.base_ms) == [1000.0, 1000.0, 2000.0, 2000.0]
     assert [round(ms, 6) for ms in pair.paired_ms] == [5.0] * 4
+
+
+class AnsweringShards(ShardedRounds):
+    """Shards that answer a round at once: shard i's part is its slots as the kind it was
+    given, slot s answering after 1 + s/1000 s (+ 5 ms as KANE), its CPU i + 1 s, and 10
+    journal events from a KANE shard."""
+
+    def __init__(self, processes: int):
+        super().__init__(argparse.Namespace(), [], None, None, processes)  # type: ignore[arg-type]
+        self.given: list[list[str]] = []
+
+    async def _run_shares(self, kinds, n, index, turns, unfinished):
+        self.given.append(kinds)
+        parts = []
+        for shard, (kind, slots) in enumerate(zip(kinds, split(n, self._count), strict=True)):
+            added = 0.005 if kind == "kane" else 0.0
+            outcomes = [outcome(kind, s, [1 + s / 1000 + added]) for s in slots]
+            part = mixed_round(kind, [[1.0]] * len(slots))
+            journal = {"accepted": 10, "events_by_taps": 10} if kind == "kane" else {}
+            parts.append(
+                dataclasses.replace(
+                    part, sessions=n, outcomes=outcomes, cpu_own_s=shard + 1.0, journal=journal
+                )
+            )
+        return parts, 8, (1.0, 1.0)
+
+
+async def test_side_by_side_rounds_give_each_process_one_kind_and_its_own_cpu():
+    shards = AnsweringShards(processes=4)
+    first = await shards.side_by_side(("bare", "kane"), 8, 0, 1)
+    assert shards.given == [["bare", "kane", "bare", "kane"]]
+    assert [o.slot for o in first["bare"].outcomes] == [0, 1, 4, 5]
+    assert [o.slot for o in first["kane"].outcomes] == [2, 3, 6, 7]
+    # Each kind's CPU is its own processes' (shards 1 and 3: 2 + 4 s), over its 4 sessions.
+    assert (first["kane"].sessions, first["kane"].cpu_own_s) == (4, 6.0)
+    assert machine_figures([first["kane"]])["cpu_pct_per_session"] == 15.0
+    assert first["kane"].journal["accepted"] == 20 and first["bare"].journal == {}
+    # The other way round, every slot has said its turn as each kind: KANE's 5 ms shows.
+    second = await shards.side_by_side(("kane", "bare"), 8, 0, 1)
+    pair = mixed_round_pair("kane", [first, second])
+    assert [round(ms, 6) for ms in pair.paired_ms] == [5.0] * 8
+
+
+async def test_side_by_side_rounds_refuse_processes_the_kinds_cannot_share():
+    with pytest.raises(ValueError, match="even number of processes"):
+        await AnsweringShards(processes=3).side_by_side(("bare", "kane"), 6, 0, 1)
+    with pytest.raises(ValueError, match="a session for each"):
+        await AnsweringShards(processes=2).side_by_side(("bare", "kane"), 1, 0, 1)
 
 
 def result_with(*levels: tuple[int, list[RoundPair]]) -> dict[str, object]:
