@@ -62,7 +62,7 @@ from bench.session_rounds import (
     spoken_turns,
 )
 from bench.session_runs import mixed
-from bench.session_shards import ShardedRounds
+from bench.session_shards import ShardedRounds, side_by_side_refusal
 from bench.session_shared import SharedServices
 from bench.session_stats import (
     RoundPair,
@@ -544,9 +544,9 @@ def main() -> int:
     args = parser.parse_args()
     if args.processes < 1:
         parser.error("--processes must be at least 1")
-    sides_levels = [*args.sides_levels, *args.sides_same_levels]
-    if sides_levels and (args.processes % 2 or min(sides_levels) < args.processes):
-        parser.error("side-by-side rounds need an even --processes and a session for each")
+    for n in [*args.sides_levels, *args.sides_same_levels]:
+        if refusal := side_by_side_refusal(args.processes, n):
+            parser.error(refusal)
     if args.replot:
         result = json.loads(args.output.read_text())
         _plot(result, args.output)

@@ -122,6 +122,17 @@ def merge(
     )
 
 
+def side_by_side_refusal(processes: int, sessions: int) -> str | None:
+    """Why `processes` shards cannot run a round of `sessions` side by side (each kind in
+    as many processes as the other, every process with a session), or None if they can."""
+    if processes % 2 or sessions < processes:
+        return (
+            "side-by-side rounds need an even number of processes and a session for each:"
+            f" {processes} processes, {sessions} sessions"
+        )
+    return None
+
+
 class ShardedRounds(Rounds):
     """Every round's sessions spread over P shard processes."""
 
@@ -194,11 +205,8 @@ class ShardedRounds(Rounds):
             Each kind's shares merged, its `sessions` the count of its own sessions (its
             CPU is its processes' alone); the chat requests and load are the round's.
         """
-        if self._count % len(kinds) or n < self._count:
-            raise ValueError(
-                f"side-by-side rounds need an even number of processes and a session for"
-                f" each: {self._count} processes, {n} sessions"
-            )
+        if refusal := side_by_side_refusal(self._count, n):
+            raise ValueError(refusal)
         shares = [kinds[shard % len(kinds)] for shard in range(self._count)]
         parts, chat_requests, loadavg = await self._run_shares(shares, n, index, turns, False)
         by_kind = {}
