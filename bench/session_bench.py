@@ -150,24 +150,22 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             study = await _against_bare(bench, "bare_again", n, args.rounds, args.turns)
             same.append(study)
             _print_same("bare against itself", study)
-        for n in args.mixed_levels:
-            study = await _mixed(bench, "kane", n, args.rounds, args.turns)
-            mixes.append(study)
-            print(f"  {n:>2} mixed: half KANE, half bare, in the same rounds", flush=True)
-            _print_level(study)
-        for n in args.mixed_same_levels:
-            study = await _mixed(bench, "bare_again", n, args.rounds, args.turns)
-            mixes_same.append(study)
-            _print_same("mixed, bare against itself", study)
-        for n in args.sides_levels:
-            study = await _mixed(bench, "kane", n, args.rounds, args.turns, sides=True)
-            sides.append(study)
-            print(f"  {n:>2} side by side: KANE's processes and bare's, at once", flush=True)
-            _print_level(study)
-        for n in args.sides_same_levels:
-            study = await _mixed(bench, "bare_again", n, args.rounds, args.turns, sides=True)
-            sides_same.append(study)
-            _print_same("side by side, bare against itself", study)
+        # The designs that run both kinds in the same rounds: (counts, kind, sides, kept, label)
+        shared_rounds: tuple[tuple[list[int], str, bool, list[dict[str, Any]], str], ...] = (
+            (args.mixed_levels, "kane", False, mixes, "mixed: half KANE, half bare, at once"),
+            (args.mixed_same_levels, "bare_again", False, mixes_same, "mixed, bare again"),
+            (args.sides_levels, "kane", True, sides, "side by side: KANE's processes and bare's"),
+            (args.sides_same_levels, "bare_again", True, sides_same, "side by side, bare again"),
+        )
+        for counts, kind, on_sides, kept, label in shared_rounds:
+            for n in counts:
+                study = await _mixed(bench, kind, n, args.rounds, args.turns, sides=on_sides)
+                kept.append(study)
+                if kind == "kane":
+                    print(f"  {n:>2} {label}", flush=True)
+                    _print_level(study)
+                else:
+                    _print_same(label, study)
         for n in args.stock_levels:
             by_kind = await _alternate(bench, ("stock", "bare"), n, args.rounds, args.turns)
             study = {"sessions": n, **{k: summarize_kind(v) for k, v in by_kind.items()}}
