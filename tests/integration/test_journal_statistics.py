@@ -73,7 +73,7 @@ async def test_a_sessions_rows_are_found_by_the_primary_key_with_a_fair_estimate
         "SELECT seq, payload FROM frame_journal WHERE session_id = '{}' ORDER BY seq",
         # the experiments' replay of a session's final transcripts
         "SELECT kind, mono_ns, payload FROM frame_journal WHERE session_id = '{}' "
-        "AND kind IN ('TranscriptionFrame', 'UserStartedSpeakingFrame') ORDER BY seq",
+        "AND kind IN ('TranscriptionFrame', 'session_started') ORDER BY seq",
     ):
         explained = await database.pool.fetchval(
             "EXPLAIN (FORMAT JSON) " + query.format(sessions[7])
