@@ -21,7 +21,7 @@ KINDS = ("TranscriptionFrame", "InterimTranscriptionFrame", "LLMTextFrame", "Bot
 
 
 async def fill_journal(database: Database) -> list[uuid.UUID]:
-    """Journals of `SESSIONS` sessions, each written in one go, as the tap's writer does."""
+    """Journals of `SESSIONS` sessions, by COPY as the journal's writer writes them, analyzed."""
     sessions = [uuid.uuid4() for _ in range(SESSIONS)]
     now = datetime.now(UTC)
     records = [
