@@ -15,8 +15,13 @@ from storage.database import Database
 from transport.file_records import TextTurn
 
 # The journal's kind of the person's final words, and of the moment they joined.
-_FINAL_TRANSCRIPT = "TranscriptionFrame"
-_JOINED = "session_started"
+FINAL_TRANSCRIPT = "TranscriptionFrame"
+JOINED = "session_started"
+FINAL_TRANSCRIPTS_SQL = (
+    "SELECT kind, mono_ns, payload FROM frame_journal "
+    "WHERE session_id = $1 AND kind IN ($2, $3) ORDER BY seq"
+)
+"""A session's final transcripts and its joining, from the journal; $2, $3: the kinds."""
 
 
 class StoredSessionError(ValueError):
@@ -90,18 +95,12 @@ async def sessions_since(database: Database, user_id: str, since: datetime) -> l
 
 
 async def _final_transcripts(database: Database, session_id: uuid.UUID) -> list[TextTurn]:
-    rows = await database.pool.fetch(
-        "SELECT kind, mono_ns, payload FROM frame_journal "
-        "WHERE session_id = $1 AND kind IN ($2, $3) ORDER BY seq",
-        session_id,
-        _FINAL_TRANSCRIPT,
-        _JOINED,
-    )
-    joined = next((row["mono_ns"] for row in rows if row["kind"] == _JOINED), None)
+    rows = await database.pool.fetch(FINAL_TRANSCRIPTS_SQL, session_id, FINAL_TRANSCRIPT, JOINED)
+    joined = next((row["mono_ns"] for row in rows if row["kind"] == JOINED), None)
     turns = []
     for row in rows:
         text = (row["payload"] or {}).get("text")
-        if row["kind"] != _FINAL_TRANSCRIPT or not isinstance(text, str) or not text.strip():
+        if row["kind"] != FINAL_TRANSCRIPT or not isinstance(text, str) or not text.strip():
             continue
         origin = joined if joined is not None else rows[0]["mono_ns"]
         turns.append(TextTurn(at_s=max(0.0, (row["mono_ns"] - origin) / 1e9), text=text))

@@ -26,6 +26,12 @@ from loguru import logger
 from storage.database import Database
 from storage.patterns import PatternStore, UserPatterns
 
+TIMELINE_SQL = (
+    "SELECT seq, mono_ns, wall_time, kind, direction, source, payload FROM frame_journal "
+    "WHERE session_id = $1 ORDER BY seq"
+)
+"""A session's journal in order ($1: the session)."""
+
 _TEXT_WIDTH = 100
 # Payload keys shown in the timeline, in this order; anything else is left out.
 _SHOWN_KEYS = ("error", "state", "function_name", "arguments", "result", "ui")
@@ -123,11 +129,7 @@ async def print_timeline(database: Database, out: TextIO, session_id: uuid.UUID)
     Returns:
         The exit status: 0, or 1 if the session has no journal.
     """
-    rows = await database.pool.fetch(
-        "SELECT seq, mono_ns, wall_time, kind, direction, source, payload FROM frame_journal "
-        "WHERE session_id = $1 ORDER BY seq",
-        session_id,
-    )
+    rows = await database.pool.fetch(TIMELINE_SQL, session_id)
     if not rows:
         print(f"no journal for session {session_id}", file=out)
         return 1

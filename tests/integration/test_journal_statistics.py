@@ -12,6 +12,8 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
+from experiments.stored import FINAL_TRANSCRIPT, FINAL_TRANSCRIPTS_SQL, JOINED
+from storage.cli import TIMELINE_SQL
 from storage.database import Database
 from storage.journal import COLUMNS
 
@@ -68,16 +70,11 @@ async def test_a_sessions_rows_are_found_by_the_primary_key_with_a_fair_estimate
 ) -> None:
     sessions = await fill_journal(database)
 
-    for query in (
-        # the storage CLI's timeline
-        "SELECT seq, payload FROM frame_journal WHERE session_id = '{}' ORDER BY seq",
-        # the experiments' replay of a session's final transcripts
-        "SELECT kind, mono_ns, payload FROM frame_journal WHERE session_id = '{}' "
-        "AND kind IN ('TranscriptionFrame', 'session_started') ORDER BY seq",
+    for query, args in (
+        (TIMELINE_SQL, (sessions[7],)),
+        (FINAL_TRANSCRIPTS_SQL, (sessions[7], FINAL_TRANSCRIPT, JOINED)),
     ):
-        explained = await database.pool.fetchval(
-            "EXPLAIN (FORMAT JSON) " + query.format(sessions[7])
-        )
+        explained = await database.pool.fetchval("EXPLAIN (FORMAT JSON) " + query, *args)
         nodes = plan_nodes(explained[0]["Plan"])  # the pool decodes json
         by_key = [node for node in nodes if node.get("Index Name") == "frame_journal_pkey"]
         assert by_key, f"not by the primary key: {explained}"
