@@ -19,7 +19,7 @@ from storage.journal import COLUMNS
 
 SESSIONS = 50
 EVENTS_PER_SESSION = 400
-KINDS = ("TranscriptionFrame", "InterimTranscriptionFrame", "LLMTextFrame", "BotSpeakingFrame")
+KINDS = (FINAL_TRANSCRIPT, "InterimTranscriptionFrame", "LLMTextFrame", "BotSpeakingFrame")
 
 
 async def fill_journal(database: Database) -> list[uuid.UUID]:
