@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import subprocess
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from importlib import metadata
@@ -236,7 +237,32 @@ def machine() -> dict[str, Any]:
         "python": platform.python_version(),
         "pipecat": metadata.version("pipecat-ai"),
         "platform": platform.platform(),
+        **code_version(Path(__file__).resolve().parent.parent),
     }
+
+
+def code_version(root: Path) -> dict[str, Any]:
+    """The commit the benchmark ran from, and whether the tree had changes beside it.
+
+    A run can then be told to belong to a set of runs decided for one commit's code. Both
+    are None outside a git checkout (or without git).
+    """
+    try:
+        head = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        changed = subprocess.run(
+            ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return {"commit": None, "uncommitted_changes": None}
+    return {"commit": head, "uncommitted_changes": bool(changed)}
 
 
 def plot(levels: list[dict[str, Any]], path: Path, *, title: str) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import subprocess
 
 import pytest
 
@@ -16,6 +17,7 @@ from bench.session_runs import SessionOutcome, Stopwatch, mixed, slot_kind
 from bench.session_shards import ShardedRounds, split
 from bench.session_stats import (
     RoundPair,
+    code_version,
     machine_figures,
     mixed_round_pair,
     round_intervals,
@@ -245,3 +247,22 @@ def test_a_kinds_summary_keeps_each_rounds_machine_to_tell_a_slow_round():
             "loop_preempted_per_s": 0.0,
         },
     ]
+
+
+def test_a_run_records_the_commit_it_ran_from_and_whether_its_tree_had_changes(tmp_path):
+    def git(*args: str) -> str:
+        done = subprocess.run(["git", "-C", str(tmp_path), *args], capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
+        return done.stdout.strip()
+
+    assert code_version(tmp_path) == {"commit": None, "uncommitted_changes": None}
+    git("init", "-q")
+    (tmp_path / "bot.py").write_text("a = 1\n")
+    git("add", "bot.py")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "one")
+    assert code_version(tmp_path) == {
+        "commit": git("rev-parse", "HEAD"),
+        "uncommitted_changes": False,
+    }
+    (tmp_path / "bot.py").write_text("a = 2\n")
+    assert code_version(tmp_path)["uncommitted_changes"] is True
