@@ -19,7 +19,7 @@ import pytest
 
 from storage.database import Database, init_connection
 from storage.embedded import EmbeddedPostgres
-from storage.journal import JournalEvent, JournalWriter
+from storage.journal import COLUMNS, JournalEvent, JournalWriter
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -120,10 +120,7 @@ async def test_copy_round_trip_keeps_every_field(database: Database, spool_path:
     write_all(writer, sent)
     await writer.close()
 
-    rows = await database.pool.fetch(
-        "SELECT session_id, seq, mono_ns, wall_time, kind, direction, source, payload "
-        "FROM frame_journal ORDER BY seq"
-    )
+    rows = await database.pool.fetch(f"SELECT {', '.join(COLUMNS)} FROM frame_journal ORDER BY seq")
     assert [JournalEvent(**dict(row)) for row in rows] == sent
     assert (writer.written, writer.spooled, writer.pending, writer.last_error) == (3, 0, 0, None)
     assert not read(spool_path)
@@ -233,7 +230,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 import asyncpg
 from storage.database import init_connection
-from storage.journal import JournalEvent, JournalWriter
+from storage.journal import COLUMNS, JournalEvent, JournalWriter
 
 async def main():
     # Nothing listens here: every batch goes to the spool.
@@ -272,16 +269,7 @@ async def test_restarted_writer_drains_the_spool_a_crashed_one_left(
     await database.pool.copy_records_to_table(
         "frame_journal",
         records=records,
-        columns=[
-            "session_id",
-            "seq",
-            "mono_ns",
-            "wall_time",
-            "kind",
-            "direction",
-            "source",
-            "payload",
-        ],
+        columns=COLUMNS,
     )
 
     writer = database.journal_writer(spool_path)
